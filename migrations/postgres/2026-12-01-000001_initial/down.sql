@@ -1,0 +1,11 @@
+DROP TABLE app_state;
+DROP FUNCTION audit_log_append_only() CASCADE;
+DROP TABLE audit_log;
+DROP TABLE login_failures;
+DROP TABLE api_requests;
+DROP TABLE api_quota;
+DROP TABLE api_tokens;
+DROP TABLE sessions;
+DROP TABLE users;
+DROP TABLE customers;
+DROP TABLE operators;

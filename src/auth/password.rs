@@ -1,0 +1,212 @@
+//! Password hashing and the password policy.
+//!
+//! argon2id with OWASP's minimum parameters (m=19 MiB, t=2, p=1), run on
+//! the blocking pool behind a semaphore so a burst of logins can neither
+//! starve the async workers nor exhaust memory. Hashes imported from the
+//! Django original (`pbkdf2_sha256$…`) verify as Django does and are
+//! upgraded to argon2id after the next successful login.
+
+use std::sync::{Arc, OnceLock};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use base64::Engine;
+use rand::rngs::OsRng;
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
+
+const MIN_LENGTH: usize = 12;
+const MAX_LENGTH: usize = 1024;
+
+fn argon2() -> Argon2<'static> {
+    // Params::DEFAULT is m=19456 KiB, t=2, p=1: OWASP's recommendation.
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::DEFAULT)
+}
+
+/// Hashes a password with argon2id (CPU-heavy: call off the executor).
+pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
+    let salt = SaltString::generate(&mut OsRng);
+    Ok(argon2().hash_password(password.as_bytes(), &salt)?.to_string())
+}
+
+/// Checks a password against a stored hash of either supported form.
+/// Any malformed hash simply does not verify.
+pub fn verify_password(stored: &str, password: &str) -> bool {
+    if stored.starts_with("pbkdf2_sha256$") {
+        return verify_django_pbkdf2(stored, password);
+    }
+    match PasswordHash::new(stored) {
+        Ok(parsed) => argon2()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// True when a verified hash should be replaced by a fresh argon2id one
+/// (a Django hash, or argon2 parameters weaker than today's).
+pub fn needs_rehash(stored: &str) -> bool {
+    match PasswordHash::new(stored) {
+        Ok(parsed) => {
+            parsed.algorithm.as_str() != "argon2id"
+                || Params::try_from(&parsed)
+                    .map(|p| {
+                        p.m_cost() < Params::DEFAULT_M_COST || p.t_cost() < Params::DEFAULT_T_COST
+                    })
+                    .unwrap_or(true)
+        }
+        Err(_) => true,
+    }
+}
+
+/// Django's `pbkdf2_sha256$<iterations>$<salt>$<base64 hash>`.
+pub fn verify_django_pbkdf2(stored: &str, password: &str) -> bool {
+    let mut parts = stored.split('$');
+    let (Some("pbkdf2_sha256"), Some(iterations), Some(salt), Some(expected), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return false;
+    };
+    let Ok(iterations) = iterations.parse::<u32>() else {
+        return false;
+    };
+    // Django never uses fewer than 10k; cap work an attacker-supplied
+    // fixture could demand.
+    if !(1..=10_000_000).contains(&iterations) || salt.is_empty() || salt.contains('$') {
+        return false;
+    }
+    let Ok(expected) = base64::engine::general_purpose::STANDARD.decode(expected) else {
+        return false;
+    };
+    if expected.len() != 32 {
+        return false;
+    }
+    let mut derived = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password.as_bytes(), salt.as_bytes(), iterations, &mut derived);
+    derived.ct_eq(&expected).into()
+}
+
+/// A fixed argon2id hash verified when a username is unknown, so the
+/// answer takes as long as for a real account.
+pub fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        hash_password("custos-dummy-password-for-timing")
+            .unwrap_or_else(|_| "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$invalid".into())
+    })
+}
+
+/// Bounds how many argon2 computations run at once (19 MiB each).
+#[derive(Clone)]
+pub struct PasswordWork {
+    permits: Arc<Semaphore>,
+}
+
+impl PasswordWork {
+    pub fn new(parallel: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(parallel.max(1))),
+        }
+    }
+
+    /// Verifies on the blocking pool. `stored` of `None` verifies against
+    /// the dummy hash and always fails.
+    pub async fn verify(&self, stored: Option<String>, password: String) -> bool {
+        let Ok(_permit) = self.permits.acquire().await else {
+            return false;
+        };
+        tokio::task::spawn_blocking(move || match stored {
+            Some(hash) => verify_password(&hash, &password),
+            None => {
+                verify_password(dummy_hash(), &password);
+                false
+            }
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// Hashes on the blocking pool.
+    pub async fn hash(&self, password: String) -> Option<String> {
+        let _permit = self.permits.acquire().await.ok()?;
+        tokio::task::spawn_blocking(move || hash_password(&password).ok())
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
+/// Passwords that meet the length rule but are among the first guesses of
+/// any attacker. Compared case-insensitively.
+const COMMON_PASSWORDS: &str = include_str!("common-passwords.txt");
+
+/// The one password policy used by setup, the CLI, account and admin pages.
+pub fn check_policy(username: &str, password: &str) -> Result<(), String> {
+    let length = password.chars().count();
+    if length < MIN_LENGTH {
+        return Err(format!("The password must be at least {MIN_LENGTH} characters long."));
+    }
+    if length > MAX_LENGTH {
+        return Err(format!("The password must be at most {MAX_LENGTH} characters long."));
+    }
+    let lower = password.to_lowercase();
+    if !username.is_empty() && lower.contains(&username.to_lowercase()) {
+        return Err("The password must not contain the username.".into());
+    }
+    if COMMON_PASSWORDS
+        .lines()
+        .map(str::trim)
+        .any(|common| !common.is_empty() && common == lower)
+    {
+        return Err("This password is too common; choose another.".into());
+    }
+    let first = password.chars().next();
+    if password.chars().all(|c| Some(c) == first) {
+        return Err("The password must not be one character repeated.".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argon2id_hashes_verify_and_use_owasp_parameters() {
+        let hash = hash_password("correct horse battery").unwrap();
+        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert!(verify_password(&hash, "correct horse battery"));
+        assert!(!verify_password(&hash, "wrong"));
+        assert!(!needs_rehash(&hash));
+    }
+
+    #[test]
+    fn django_pbkdf2_hashes_verify_like_django() {
+        // Made with Django's algorithm: PBKDF2-HMAC-SHA256, 1000 iterations.
+        let salt = "somesalt";
+        let mut out = [0u8; 32];
+        pbkdf2::pbkdf2_hmac::<sha2::Sha256>(b"hunter2hunter2", salt.as_bytes(), 1000, &mut out);
+        let stored = format!(
+            "pbkdf2_sha256$1000${salt}${}",
+            base64::engine::general_purpose::STANDARD.encode(out)
+        );
+        assert!(verify_password(&stored, "hunter2hunter2"));
+        assert!(!verify_password(&stored, "hunter2"));
+        assert!(needs_rehash(&stored));
+        assert!(!verify_password("pbkdf2_sha256$x$salt$abc", "x"));
+        assert!(!verify_password("garbage", "x"));
+    }
+
+    #[test]
+    fn the_policy_refuses_short_common_and_username_passwords() {
+        assert!(check_policy("alice", "short").is_err());
+        assert!(check_policy("alice", "alice-in-wonderland").is_err());
+        assert!(check_policy("alice", "passwordpassword").is_err());
+        assert!(check_policy("alice", "aaaaaaaaaaaaaaaa").is_err());
+        assert!(check_policy("alice", "violet-kettle-93-drum").is_ok());
+    }
+}

@@ -1,0 +1,180 @@
+//! actix-session storage in the database (both backends).
+//!
+//! A cookie store could not end a session before it expires; this one can
+//! (logout, deactivation, password change), and every instance sharing the
+//! database sees the same sessions. Only a SHA-256 of the session key is
+//! stored, so a copy of the table does not let anyone sign in.
+
+use std::collections::HashMap;
+
+use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
+use actix_web::cookie::time::Duration;
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use rand::distributions::{Alphanumeric, DistString};
+use sha2::{Digest, Sha256};
+
+use crate::db::schema::sessions;
+use crate::db::{Database, DbError, now};
+
+/// Session-state key holding the signed-in user's id.
+pub const USER_ID_KEY: &str = "user_id";
+
+/// Hex SHA-256 of a session key: the `sessions.id` column.
+pub fn session_id_hash(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+#[derive(Clone)]
+pub struct DbSessionStore {
+    db: Database,
+}
+
+impl DbSessionStore {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+}
+
+fn expiry(ttl: &Duration) -> NaiveDateTime {
+    now() + chrono::Duration::seconds(ttl.whole_seconds().max(1))
+}
+
+fn user_id_of(state: &HashMap<String, String>) -> Option<i64> {
+    state.get(USER_ID_KEY).and_then(|v| v.parse().ok())
+}
+
+fn new_key() -> String {
+    Alphanumeric.sample_string(&mut rand::rngs::OsRng, 64)
+}
+
+impl SessionStore for DbSessionStore {
+    async fn load(&self, key: &SessionKey) -> Result<Option<HashMap<String, String>>, LoadError> {
+        let id = session_id_hash(key.as_ref());
+        let state: Option<String> = self
+            .db
+            .run(move |conn| {
+                sessions::table
+                    .find(id)
+                    .filter(sessions::expires_at.gt(now()))
+                    .select(sessions::state)
+                    .first(conn)
+                    .optional()
+                    .map_err(DbError::from)
+            })
+            .await
+            .map_err(|e| LoadError::Other(e.into()))?;
+        state
+            .map(|s| serde_json::from_str(&s).map_err(|e| LoadError::Deserialization(e.into())))
+            .transpose()
+    }
+
+    async fn save(
+        &self,
+        state: HashMap<String, String>,
+        ttl: &Duration,
+    ) -> Result<SessionKey, SaveError> {
+        let key = new_key();
+        let json = serde_json::to_string(&state).map_err(|e| SaveError::Serialization(e.into()))?;
+        let row_id = session_id_hash(&key);
+        let expires_at = expiry(ttl);
+        let user_id = user_id_of(&state);
+        self.db
+            .run(move |conn| {
+                diesel::insert_into(sessions::table)
+                    .values((
+                        sessions::id.eq(row_id),
+                        sessions::user_id.eq(user_id),
+                        sessions::state.eq(json),
+                        sessions::created_at.eq(now()),
+                        sessions::expires_at.eq(expires_at),
+                    ))
+                    .execute(conn)
+                    .map_err(DbError::from)
+            })
+            .await
+            .map_err(|e| SaveError::Other(e.into()))?;
+        SessionKey::try_from(key).map_err(|e| SaveError::Other(e.into()))
+    }
+
+    async fn update(
+        &self,
+        key: SessionKey,
+        state: HashMap<String, String>,
+        ttl: &Duration,
+    ) -> Result<SessionKey, UpdateError> {
+        let json = serde_json::to_string(&state).map_err(|e| UpdateError::Serialization(e.into()))?;
+        let row_id = session_id_hash(key.as_ref());
+        let expires_at = expiry(ttl);
+        let user_id = user_id_of(&state);
+        let updated = self
+            .db
+            .run(move |conn| {
+                diesel::update(
+                    sessions::table
+                        .find(row_id)
+                        .filter(sessions::expires_at.gt(now())),
+                )
+                .set((
+                    sessions::user_id.eq(user_id),
+                    sessions::state.eq(json),
+                    sessions::expires_at.eq(expires_at),
+                ))
+                .execute(conn)
+                .map_err(DbError::from)
+            })
+            .await
+            .map_err(|e| UpdateError::Other(e.into()))?;
+        if updated == 1 {
+            return Ok(key);
+        }
+        // The session ended meanwhile (logout elsewhere, deactivation):
+        // never resurrect it. Start an anonymous one instead.
+        let anonymous: HashMap<String, String> = state
+            .into_iter()
+            .filter(|(k, _)| k != USER_ID_KEY && !k.starts_with("auth_"))
+            .collect();
+        self.save(anonymous, ttl)
+            .await
+            .map_err(|e| UpdateError::Other(e.into()))
+    }
+
+    async fn update_ttl(&self, key: &SessionKey, ttl: &Duration) -> Result<(), anyhow::Error> {
+        let row_id = session_id_hash(key.as_ref());
+        let expires_at = expiry(ttl);
+        // Skip the write when the expiry moved less than a minute, so a
+        // burst of page views costs one write, not one each.
+        let stale_before = expires_at - chrono::Duration::seconds(60);
+        self.db
+            .run(move |conn| {
+                diesel::update(
+                    sessions::table
+                        .find(row_id)
+                        .filter(sessions::expires_at.gt(now()))
+                        .filter(sessions::expires_at.lt(stale_before)),
+                )
+                .set(sessions::expires_at.eq(expires_at))
+                .execute(conn)
+                .map_err(DbError::from)
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<(), anyhow::Error> {
+        let row_id = session_id_hash(key.as_ref());
+        self.db
+            .run(move |conn| {
+                diesel::delete(sessions::table.find(row_id))
+                    .execute(conn)
+                    .map_err(DbError::from)
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+/// Deletes expired sessions (run periodically by the server).
+pub fn prune_expired(conn: &mut crate::db::DbConn) -> QueryResult<usize> {
+    diesel::delete(sessions::table.filter(sessions::expires_at.le(now()))).execute(conn)
+}

@@ -1,0 +1,272 @@
+//! Database access: one connection type over SQLite and PostgreSQL, the
+//! pool, embedded migrations, and the wrapper that keeps every diesel call
+//! off the async executor.
+//!
+//! The backend is chosen from the form of `DATABASE_URL` (never by trying
+//! each backend in turn, since SQLite accepts any string as a path).
+
+pub mod models;
+pub mod schema;
+
+use std::time::Duration;
+
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::prelude::*;
+use diesel::r2d2::{self, ManageConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::config::DatabaseUrl;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// A connection to either backend. Query-builder code is written once
+/// against this type; backend-specific SQL matches on the variant.
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    Pg(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+/// Opens connections of the configured backend and prepares each one.
+#[derive(Debug, Clone)]
+pub struct ConnectionManager {
+    url: DatabaseUrl,
+}
+
+/// Failure to open or check a connection.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Connection(#[from] diesel::ConnectionError),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+}
+
+impl ManageConnection for ConnectionManager {
+    type Connection = DbConn;
+    type Error = ConnectError;
+
+    fn connect(&self) -> Result<DbConn, ConnectError> {
+        match &self.url {
+            DatabaseUrl::Postgres(url) => Ok(DbConn::Pg(PgConnection::establish(url)?)),
+            DatabaseUrl::Sqlite(path) => {
+                let mut conn = SqliteConnection::establish(&path.to_string_lossy())?;
+                // busy_timeout first, so that switching to WAL waits for
+                // other connections instead of failing.
+                conn.batch_execute(
+                    "PRAGMA busy_timeout = 10000;
+                     PRAGMA journal_mode = WAL;
+                     PRAGMA synchronous = NORMAL;
+                     PRAGMA foreign_keys = ON;
+                     PRAGMA cache_size = -32000;
+                     PRAGMA temp_store = MEMORY;",
+                )?;
+                Ok(DbConn::Sqlite(conn))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), ConnectError> {
+        conn.batch_execute("SELECT 1").map_err(Into::into)
+    }
+
+    fn has_broken(&self, conn: &mut DbConn) -> bool {
+        match conn {
+            DbConn::Pg(c) => {
+                matches!(
+                    AnsiTransactionManager::transaction_manager_status_mut(c),
+                    diesel::connection::TransactionManagerStatus::InError
+                )
+            }
+            DbConn::Sqlite(c) => {
+                matches!(
+                    AnsiTransactionManager::transaction_manager_status_mut(c),
+                    diesel::connection::TransactionManagerStatus::InError
+                )
+            }
+        }
+    }
+}
+
+pub type Pool = r2d2::Pool<ConnectionManager>;
+
+/// Everything that can go wrong talking to the database.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("no database connection available: {0}")]
+    Pool(#[from] r2d2::PoolError),
+    #[error("database connection failed: {0}")]
+    Connect(#[from] ConnectError),
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error("the blocking task was cancelled")]
+    Cancelled,
+}
+
+impl DbError {
+    /// True when the database itself is unreachable or overloaded (as
+    /// opposed to a bug in a query): such requests answer 503.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            DbError::Pool(_) | DbError::Connect(_) => true,
+            DbError::Query(diesel::result::Error::DatabaseError(kind, info)) => {
+                matches!(
+                    kind,
+                    diesel::result::DatabaseErrorKind::ClosedConnection
+                        | diesel::result::DatabaseErrorKind::SerializationFailure
+                ) || info.message().contains("database is locked")
+                    || info.message().contains("disk")
+                    || info.message().contains("readonly")
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The shared pool plus which backend it speaks.
+#[derive(Clone)]
+pub struct Database {
+    pool: Pool,
+    is_postgres: bool,
+}
+
+impl Database {
+    /// Opens a pool of `size` connections. Fails fast (with the cause) if
+    /// the database cannot be reached at all.
+    pub fn connect(url: &DatabaseUrl, size: u32) -> Result<Self, DbError> {
+        if let DatabaseUrl::Sqlite(path) = url {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                if !dir.is_dir() {
+                    return Err(DbError::Migration(format!(
+                        "the directory {} for the SQLite database does not exist",
+                        dir.display()
+                    )));
+                }
+            }
+        }
+        let manager = ConnectionManager { url: url.clone() };
+        // Check once directly, so a bad URL reports its real cause.
+        manager.connect()?;
+        let pool = r2d2::Pool::builder()
+            .max_size(size)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(5))
+            .test_on_check_out(false)
+            .build(manager)?;
+        Ok(Self {
+            pool,
+            is_postgres: url.is_postgres(),
+        })
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.is_postgres
+    }
+
+    /// Runs `f` with a pooled connection on the blocking thread pool, so
+    /// diesel's synchronous calls never stall the async workers.
+    pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(DbError::from)?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|_| E::from(DbError::Cancelled))?
+    }
+
+    /// A connection for synchronous callers (CLI commands).
+    pub fn get(&self) -> Result<r2d2::PooledConnection<ConnectionManager>, DbError> {
+        Ok(self.pool.get()?)
+    }
+
+    /// Applies pending migrations. On PostgreSQL an advisory lock makes
+    /// instances that start together take turns.
+    pub fn migrate(&self) -> Result<Vec<String>, DbError> {
+        let mut conn = self.get()?;
+        run_migrations(&mut conn)
+    }
+}
+
+/// Key of the PostgreSQL advisory lock held while migrating ("custos").
+const MIGRATION_LOCK_KEY: i64 = 0x6375_7374_6f73;
+
+diesel::define_sql_function! {
+    fn pg_advisory_lock(key: diesel::sql_types::BigInt);
+}
+diesel::define_sql_function! {
+    fn pg_advisory_unlock(key: diesel::sql_types::BigInt) -> diesel::sql_types::Bool;
+}
+
+pub fn run_migrations(conn: &mut DbConn) -> Result<Vec<String>, DbError> {
+    let to_strings = |v: Vec<diesel::migration::MigrationVersion>| {
+        v.into_iter().map(|m| m.to_string()).collect::<Vec<_>>()
+    };
+    match conn {
+        DbConn::Sqlite(c) => c
+            .run_pending_migrations(SQLITE_MIGRATIONS)
+            .map(to_strings)
+            .map_err(|e| DbError::Migration(e.to_string())),
+        DbConn::Pg(c) => {
+            diesel::select(pg_advisory_lock(MIGRATION_LOCK_KEY)).execute(c)?;
+            let result = c
+                .run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map(to_strings)
+                .map_err(|e| DbError::Migration(e.to_string()));
+            diesel::select(pg_advisory_unlock(MIGRATION_LOCK_KEY)).execute(c)?;
+            result
+        }
+    }
+}
+
+/// Runs `f` in a write transaction. On SQLite it is `BEGIN IMMEDIATE`, so
+/// the write lock is taken up front (waiting on `busy_timeout`) instead of
+/// failing when a read later turns into a write.
+pub fn write_transaction<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConn) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    type Manager = <DbConn as Connection>::TransactionManager;
+    match conn {
+        DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
+        DbConn::Pg(_) => Manager::begin_transaction(conn)?,
+    }
+    match f(conn) {
+        Ok(value) => {
+            Manager::commit_transaction(conn)?;
+            Ok(value)
+        }
+        Err(e) => {
+            // The original error matters more than a failed rollback.
+            let _ = Manager::rollback_transaction(conn);
+            Err(e)
+        }
+    }
+}
+
+/// The current UTC time as stored in the database.
+pub fn now() -> chrono::NaiveDateTime {
+    chrono::Utc::now().naive_utc()
+}
+
+/// Escapes `\`, `%` and `_` so user text is matched literally by
+/// `LIKE ... ESCAPE '\'`.
+pub fn escape_like(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    for ch in text.chars() {
+        if matches!(ch, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}

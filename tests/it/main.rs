@@ -1,0 +1,12 @@
+//! The integration tests: one binary, each test against its own fresh
+//! database and a real server on port 0.
+//!
+//! Database tests run on SQLite always, and on PostgreSQL too when
+//! `CUSTOS_TEST_POSTGRES_URL` names a server the tests may create
+//! databases on (CI sets it).
+
+mod helpers;
+
+mod cli;
+mod config;
+mod session;
