@@ -7,6 +7,7 @@
 //! - `web`: the HTTP application (pages, API, middleware, errors).
 //! - `server`: binding and running it; `cli`: the `custos` command.
 
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
