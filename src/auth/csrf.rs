@@ -35,7 +35,11 @@ pub fn new_token() -> String {
 
 /// Name of the anonymous-form cookie (`__Host-` over HTTPS).
 pub fn cookie_name(https: bool) -> &'static str {
-    if https { "__Host-custos_csrf" } else { "custos_csrf" }
+    if https {
+        "__Host-custos_csrf"
+    } else {
+        "custos_csrf"
+    }
 }
 
 /// The token a page should put in its forms, creating what is needed.
@@ -46,10 +50,10 @@ pub fn token_for(req: &HttpRequest) -> (String, Option<Cookie<'static>>) {
         return (token, None);
     }
     let https = ClientInfo::of(req).https;
-    if let Some(c) = req.cookie(cookie_name(https)) {
-        if c.value().len() == 64 {
-            return (c.value().to_owned(), None);
-        }
+    if let Some(c) = req.cookie(cookie_name(https))
+        && c.value().len() == 64
+    {
+        return (c.value().to_owned(), None);
     }
     let token = new_token();
     let cookie = Cookie::build(cookie_name(https), token.clone())
@@ -80,10 +84,10 @@ pub fn check_origin(req: &HttpRequest) -> Result<(), PageError> {
         if !origin.eq_ignore_ascii_case(&expected) {
             return Err(refuse());
         }
-    } else if let Some(site) = req.headers().get("sec-fetch-site") {
-        if !matches!(site.to_str(), Ok("same-origin") | Ok("none")) {
-            return Err(refuse());
-        }
+    } else if let Some(site) = req.headers().get("sec-fetch-site")
+        && !matches!(site.to_str(), Ok("same-origin") | Ok("none"))
+    {
+        return Err(refuse());
     }
     Ok(())
 }

@@ -35,16 +35,16 @@ pub async fn attempt(
         .await;
     match user {
         Some(user) if verified && user.is_active => {
-            if stored.as_deref().is_some_and(password::needs_rehash) {
-                if let Some(new_hash) = state.passwords.hash(password_text.to_owned()).await {
-                    let id = user.id;
-                    state
-                        .db
-                        .run(move |conn| {
-                            users::upgrade_hash(conn, id, &new_hash).map_err(DbError::from)
-                        })
-                        .await?;
-                }
+            if stored.as_deref().is_some_and(password::needs_rehash)
+                && let Some(new_hash) = state.passwords.hash(password_text.to_owned()).await
+            {
+                let id = user.id;
+                state
+                    .db
+                    .run(move |conn| {
+                        users::upgrade_hash(conn, id, &new_hash).map_err(DbError::from)
+                    })
+                    .await?;
             }
             Ok(LoginOutcome::Success(user))
         }

@@ -137,15 +137,14 @@ impl Database {
     /// Opens a pool of `size` connections. Fails fast (with the cause) if
     /// the database cannot be reached at all.
     pub fn connect(url: &DatabaseUrl, size: u32) -> Result<Self, DbError> {
-        if let DatabaseUrl::Sqlite(path) = url {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                if !dir.is_dir() {
-                    return Err(DbError::Migration(format!(
-                        "the directory {} for the SQLite database does not exist",
-                        dir.display()
-                    )));
-                }
-            }
+        if let DatabaseUrl::Sqlite(path) = url
+            && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.is_dir()
+        {
+            return Err(DbError::Migration(format!(
+                "the directory {} for the SQLite database does not exist",
+                dir.display()
+            )));
         }
         let manager = ConnectionManager { url: url.clone() };
         // Check once directly, so a bad URL reports its real cause.
