@@ -222,13 +222,6 @@ fn serve(settings: Settings, args: ServeArgs) -> Result<(), CliError> {
         }
         tracing::warn!(bind = %settings.bind, "INSECURE: serving plain HTTP on a non-loopback address (--insecure-http)");
     }
-    if settings.tls.is_some() {
-        return Err(CliError::Usage(
-            "CUSTOS_TLS_CERT/CUSTOS_TLS_KEY are set, but this build serves HTTPS only behind a \
-             TLS-terminating proxy (CUSTOS_TRUSTED_PROXIES)"
-                .into(),
-        ));
-    }
     tracing::info!(settings = ?settings, "starting");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -16,4 +16,5 @@ pub mod import;
 pub mod query;
 pub mod seed;
 pub mod server;
+pub mod tls;
 pub mod web;

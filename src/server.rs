@@ -19,6 +19,7 @@ use crate::auth::session_store::DbSessionStore;
 use crate::auth::users;
 use crate::config::Settings;
 use crate::db::{Database, DbError};
+use crate::tls::{self, ReloadableCert};
 use crate::web::error::{ApiError, PageError};
 use crate::web::{AppState, configure, middleware};
 
@@ -34,12 +35,16 @@ pub enum StartError {
     },
     #[error("{0}")]
     Refused(String),
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 pub struct Application {
     port: u16,
     server: Server,
     state: web::Data<AppState>,
+    tls: Option<Arc<ReloadableCert>>,
+    redirect: Option<(u16, Server)>,
 }
 
 /// Name of the session cookie (`__Host-` over HTTPS, which also pins it
@@ -61,7 +66,13 @@ impl Application {
             addr: settings.bind,
             source,
         })?;
-        Self::build_with(settings, db, listener)
+        let redirect = match settings.http_redirect_bind {
+            Some(addr) => {
+                Some(TcpListener::bind(addr).map_err(|source| StartError::Bind { addr, source })?)
+            }
+            None => None,
+        };
+        Self::build_with_redirect(settings, db, listener, redirect)
     }
 
     pub fn build_with(
@@ -69,6 +80,24 @@ impl Application {
         db: Database,
         listener: TcpListener,
     ) -> Result<Self, StartError> {
+        Self::build_with_redirect(settings, db, listener, None)
+    }
+
+    /// Builds on given listeners: the main one, and optionally a plain-HTTP
+    /// one that only redirects to HTTPS.
+    pub fn build_with_redirect(
+        settings: Settings,
+        db: Database,
+        listener: TcpListener,
+        redirect_listener: Option<TcpListener>,
+    ) -> Result<Self, StartError> {
+        let tls = match &settings.tls {
+            Some(files) => {
+                tls::install_provider();
+                Some(Arc::new(ReloadableCert::load(files)?))
+            }
+            None => None,
+        };
         let port = listener
             .local_addr()
             .map_err(|source| StartError::Bind {
@@ -114,7 +143,7 @@ impl Application {
         );
         let app_state = state.clone();
         let settings_data = web::Data::new(settings.clone());
-        let server = HttpServer::new(move || {
+        let server_builder = HttpServer::new(move || {
             let session = SessionMiddleware::builder(DbSessionStore::new(db.clone()), key.clone())
                 .cookie_name(session_cookie_name(https_cookies).to_owned())
                 .cookie_secure(https_cookies)
@@ -151,20 +180,36 @@ impl Application {
                 .wrap(from_fn(middleware::security_headers))
                 .wrap(from_fn(middleware::request_context))
         })
-        .listen(listener)
-        .map_err(|source| StartError::Bind {
-            addr: settings.bind,
-            source,
-        })?
         .client_request_timeout(Duration::from_secs(10))
         .client_disconnect_timeout(Duration::from_secs(5))
-        .shutdown_timeout(10)
+        .shutdown_timeout(10);
+        let bind_error = |source| StartError::Bind {
+            addr: settings.bind,
+            source,
+        };
+        let server = match &tls {
+            Some(resolver) => server_builder
+                .listen_rustls_0_23(listener, tls::server_config(resolver.clone())?)
+                .map_err(bind_error)?,
+            None => server_builder.listen(listener).map_err(bind_error)?,
+        }
         .run();
+        let redirect = match redirect_listener {
+            Some(l) => Some(redirect_server(l, port)?),
+            None => None,
+        };
         Ok(Self {
             port,
             server,
             state,
+            tls,
+            redirect,
         })
+    }
+
+    /// The port of the plain-HTTP redirect listener, if any.
+    pub fn redirect_port(&self) -> Option<u16> {
+        self.redirect.as_ref().map(|(p, _)| *p)
     }
 
     pub fn port(&self) -> u16 {
@@ -179,8 +224,89 @@ impl Application {
     /// Serves until stopped (SIGINT/SIGTERM stop it gracefully).
     pub async fn run(self) -> std::io::Result<()> {
         spawn_housekeeping(self.state.clone());
-        self.server.await
+        if let Some(resolver) = self.tls.clone() {
+            spawn_reload_on_sighup(resolver);
+        }
+        match self.redirect {
+            Some((_, redirect)) => {
+                let (main, _) = tokio::join!(self.server, redirect);
+                main
+            }
+            None => self.server.await,
+        }
     }
+}
+
+/// Reloads the certificate and key when the process gets SIGHUP; a bad
+/// file keeps the old certificate and logs why.
+fn spawn_reload_on_sighup(resolver: Arc<ReloadableCert>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    tokio::spawn(async move {
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; certificate reload disabled");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            match resolver.reload() {
+                Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: certificate reload failed; keeping the old certificate")
+                }
+            }
+        }
+    });
+}
+
+/// A plain-HTTP server that answers every request with a redirect to the
+/// same path on HTTPS.
+fn redirect_server(listener: TcpListener, https_port: u16) -> Result<(u16, Server), StartError> {
+    let addr = listener
+        .local_addr()
+        .map_err(|source| StartError::Refused(format!("redirect listener: {source}")))?;
+    let server = HttpServer::new(move || {
+        App::new().default_service(web::to(move |req: actix_web::HttpRequest| async move {
+            redirect_to_https(&req, https_port)
+        }))
+    })
+    .workers(1)
+    .listen(listener)
+    .map_err(|source| StartError::Bind { addr, source })?
+    .client_request_timeout(Duration::from_secs(10))
+    .shutdown_timeout(5)
+    .run();
+    Ok((addr.port(), server))
+}
+
+fn redirect_to_https(req: &actix_web::HttpRequest, https_port: u16) -> actix_web::HttpResponse {
+    let conn = req.connection_info();
+    let host_header = conn.host();
+    // Strip a port (keeping IPv6 brackets), refuse anything odd.
+    let host = match host_header.rsplit_once(':') {
+        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) && !h.ends_with(':') => h,
+        _ => host_header,
+    };
+    let valid = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'));
+    if !valid {
+        return actix_web::HttpResponse::BadRequest().body("bad Host header");
+    }
+    let port = if https_port == 443 {
+        String::new()
+    } else {
+        format!(":{https_port}")
+    };
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    actix_web::HttpResponse::PermanentRedirect()
+        .insert_header((
+            actix_web::http::header::LOCATION,
+            format!("https://{host}{port}{path}"),
+        ))
+        .finish()
 }
 
 /// Periodic clean-up: expired sessions, old quota history.

@@ -12,3 +12,4 @@ mod helpers;
 mod cli;
 mod config;
 mod session;
+mod tls;
