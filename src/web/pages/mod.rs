@@ -1,8 +1,13 @@
 //! HTML pages of the query tool.
 
 pub mod auth;
+pub mod customers;
+pub mod export;
+pub mod export_limit;
 pub mod health;
 pub mod home;
+pub mod listing;
+pub mod operators;
 pub mod setup;
 
 use actix_web::HttpRequest;
