@@ -5,8 +5,10 @@
 //! `CUSTOS_TEST_POSTGRES_URL` names a server the tests may create
 //! databases on (CI sets it).
 
+mod fixtures;
 mod helpers;
 
+mod access;
 mod cli;
 mod config;
 mod session;
