@@ -5,10 +5,14 @@
 //! `CUSTOS_TEST_POSTGRES_URL` names a server the tests may create
 //! databases on (CI sets it).
 
+// Tests may panic on purpose: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod fixtures;
 mod helpers;
 
 mod access;
 mod cli;
 mod config;
+mod hardening;
 mod session;

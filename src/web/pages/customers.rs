@@ -141,7 +141,16 @@ pub async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
-    let (params, filter) = customer_query(&req)?;
+    let result = list_page(&user, &req, &state).await;
+    super::user_error::or_page(&user, &req, result)
+}
+
+async fn list_page(
+    user: &AuthUser,
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<HttpResponse, PageError> {
+    let (params, filter) = customer_query(req)?;
     let page_request = PageRequest::from_params(&params);
     let f = filter.clone();
     let selected_operator = filter.operator;
@@ -181,10 +190,10 @@ pub async fn list(
     let Some(loaded) = loaded else {
         return Err(PageError::NotFound);
     };
-    let event = AuditEvent::new(AuditKind::PageView, actor(&user))
+    let event = AuditEvent::new(AuditKind::PageView, actor(user))
         .rows(loaded.rows.len() as i64)
         .detail(format!("customers: {} matching", loaded.page.count));
-    audit::record(&state, &req, event).await?;
+    audit::record(state, req, event).await?;
 
     let links = QueryLinks::new("/customers", &params, &CUSTOMER_KEYS);
     let sort = |field, name, label| sort_link(&links, &filter.ordering, field, name, label);
@@ -199,7 +208,7 @@ pub async fn list(
     let pager = Pager::new(&links, &loaded.page, loaded.rows.len());
     let names = loaded.names;
     let page = CustomersPage {
-        nav: Nav::for_user(&user, &req),
+        nav: Nav::for_user(user, req),
         rows: loaded
             .rows
             .into_iter()
@@ -251,7 +260,17 @@ pub async fn detail(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, PageError> {
-    let id = path_id(&path)?;
+    let result = detail_page(&user, &req, &state, &path).await;
+    super::user_error::or_page(&user, &req, result)
+}
+
+async fn detail_page(
+    user: &AuthUser,
+    req: &HttpRequest,
+    state: &AppState,
+    path: &str,
+) -> Result<HttpResponse, PageError> {
+    let id = path_id(path)?;
     let found = state
         .db
         .run(
@@ -267,15 +286,15 @@ pub async fn detail(
     let Some((customer, operator)) = found else {
         return Err(PageError::NotFound);
     };
-    let event = AuditEvent::new(AuditKind::PageView, actor(&user))
+    let event = AuditEvent::new(AuditKind::PageView, actor(user))
         .rows(1)
         .customers(vec![customer.id])
         .detail(format!("customer {}", customer.id));
-    audit::record(&state, &req, event).await?;
+    audit::record(state, req, event).await?;
     let names: HashMap<i64, String> = operator.iter().map(|o| (o.id, o.name.clone())).collect();
     let created_at_utc = crate::import::validate::format_timestamp(&customer.created_at);
     let page = CustomerPage {
-        nav: Nav::for_user(&user, &req),
+        nav: Nav::for_user(user, req),
         created_at_utc,
         operator_exists: operator.is_some(),
         customer: CustomerRow::new(customer, &names),

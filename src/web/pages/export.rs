@@ -139,7 +139,16 @@ pub async fn export_csv(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
-    let (_, filter) = customer_query(&req)?;
+    let result = export_csv_page(&user, &req, &state).await;
+    super::user_error::or_page(&user, &req, result)
+}
+
+async fn export_csv_page(
+    user: &AuthUser,
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<HttpResponse, PageError> {
+    let (_, filter) = customer_query(req)?;
     let slot = EXPORTS
         .try_acquire(user.id())
         .ok_or(PageError::TooManyRequests {
@@ -150,14 +159,14 @@ pub async fn export_csv(
         .db
         .run(move |conn| f.count(conn).map_err(DbError::from))
         .await?;
-    let event = AuditEvent::new(AuditKind::Export, actor(&user))
+    let event = AuditEvent::new(AuditKind::Export, actor(user))
         .rows(expected)
         .detail(format!("customers CSV export, {expected} rows"));
-    audit::record(&state, &req, event).await?;
+    audit::record(state, req, event).await?;
 
     let (tx, rx) = mpsc::channel::<Chunk>(CHANNEL_CHUNKS);
     let db = state.db.clone();
-    let request_id = ClientInfo::of(&req).request_id;
+    let request_id = ClientInfo::of(req).request_id;
     tokio::task::spawn_blocking(move || run_export(db, filter, tx, slot, request_id));
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|chunk| (chunk, rx))

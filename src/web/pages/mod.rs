@@ -9,6 +9,7 @@ pub mod home;
 pub mod listing;
 pub mod operators;
 pub mod setup;
+pub mod user_error;
 
 use actix_web::HttpRequest;
 

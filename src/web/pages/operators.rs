@@ -63,6 +63,15 @@ pub async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
+    let result = list_page(&user, &req, &state).await;
+    super::user_error::or_page(&user, &req, result)
+}
+
+async fn list_page(
+    user: &AuthUser,
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<HttpResponse, PageError> {
     let params = Params::parse(req.query_string()).map_err(bad_query)?;
     let filter =
         OperatorFilter::from_params(&params).map_err(|e| PageError::BadRequest(e.to_sentence()))?;
@@ -84,16 +93,16 @@ pub async fn list(
     let Some((resolved, rows)) = loaded else {
         return Err(PageError::NotFound);
     };
-    let event = AuditEvent::new(AuditKind::PageView, actor(&user))
+    let event = AuditEvent::new(AuditKind::PageView, actor(user))
         .rows(rows.len() as i64)
         .detail(format!("operators: {} matching", resolved.count));
-    audit::record(&state, &req, event).await?;
+    audit::record(state, req, event).await?;
 
     let links = QueryLinks::new("/operators", &params, &OPERATOR_KEYS);
     let sort = |field, name, label| sort_link(&links, &filter.ordering, field, name, label);
     let pager = Pager::new(&links, &resolved, rows.len());
     let page = OperatorsPage {
-        nav: Nav::for_user(&user, &req),
+        nav: Nav::for_user(user, req),
         rows: rows.into_iter().map(OperatorRow::from).collect(),
         h_id: sort(OperatorField::Id, "id", "Id"),
         h_name: sort(OperatorField::Name, "name", "Name"),
@@ -134,7 +143,17 @@ pub async fn detail(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, PageError> {
-    let id = path_id(&path)?;
+    let result = detail_page(&user, &req, &state, &path).await;
+    super::user_error::or_page(&user, &req, result)
+}
+
+async fn detail_page(
+    user: &AuthUser,
+    req: &HttpRequest,
+    state: &AppState,
+    path: &str,
+) -> Result<HttpResponse, PageError> {
+    let id = path_id(path)?;
     let found = state
         .db
         .run(move |conn| -> Result<Option<OperatorWithCounts>, DbError> {
@@ -153,10 +172,10 @@ pub async fn detail(
         return Err(PageError::NotFound);
     };
     let total: i64 = counted.iter().map(|(_, n)| n).sum();
-    let event = AuditEvent::new(AuditKind::PageView, actor(&user))
+    let event = AuditEvent::new(AuditKind::PageView, actor(user))
         .rows(1)
         .detail(format!("operator {} ({total} customers)", operator.id));
-    audit::record(&state, &req, event).await?;
+    audit::record(state, req, event).await?;
     let counts = STATUSES
         .iter()
         .map(|s| StatusCount {
@@ -173,7 +192,7 @@ pub async fn detail(
         })
         .collect();
     let page = OperatorPage {
-        nav: Nav::for_user(&user, &req),
+        nav: Nav::for_user(user, req),
         all_href: format!("/customers?operator={}", operator.id),
         operator: operator.into(),
         counts,
