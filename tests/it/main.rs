@@ -15,4 +15,5 @@ mod access;
 mod cli;
 mod config;
 mod hardening;
+mod results;
 mod session;
