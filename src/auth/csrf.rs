@@ -134,7 +134,14 @@ impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
         let body = web::Bytes::from_request(&req, payload);
         Box::pin(async move {
             let body = body.await.map_err(|e| {
-                if e.to_string().contains("overflow") || e.to_string().contains("too large") {
+                let overflow = matches!(
+                    e.as_error::<actix_web::error::PayloadError>(),
+                    Some(actix_web::error::PayloadError::Overflow)
+                );
+                if overflow
+                    || e.to_string().contains("overflow")
+                    || e.to_string().contains("too large")
+                {
                     PageError::PayloadTooLarge
                 } else {
                     PageError::BadRequest("The form could not be read.".into())

@@ -12,8 +12,10 @@ mod fixtures;
 mod helpers;
 
 mod access;
+mod bad_input;
 mod cli;
 mod config;
+mod export;
 mod hardening;
 mod results;
 mod session;
