@@ -77,7 +77,14 @@ fn expected_token(req: &HttpRequest) -> Option<String> {
 /// Refuses requests that say they come from another origin.
 pub fn check_origin(req: &HttpRequest) -> Result<(), PageError> {
     let refuse = || PageError::Forbidden;
-    if let Some(origin) = req.headers().get("origin") {
+    // Under `Referrer-Policy: no-referrer` browsers send `Origin: null`
+    // even for same-origin forms; then `Sec-Fetch-Site` (and the token)
+    // decide.
+    let origin = req
+        .headers()
+        .get("origin")
+        .filter(|o| o.as_bytes() != b"null");
+    if let Some(origin) = origin {
         let origin = origin.to_str().map_err(|_| refuse())?;
         let conn = req.connection_info();
         let expected = format!("{}://{}", ClientInfo::of(req).scheme(), conn.host());

@@ -165,7 +165,32 @@ backend_tests! {
         assert_eq!(res.status(), 403, "cross-site fetch");
         assert!(still_signed_in().await);
 
-        // The same token from this site works.
+        // `Origin: null` (sent under no-referrer) from a cross-site context.
+        let res = client
+            .post(app.url("/logout"))
+            .header("origin", "null")
+            .header("sec-fetch-site", "cross-site")
+            .form(&[("csrf_token", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 403, "null origin, cross-site");
+        assert!(still_signed_in().await);
+
+        // The same token from this site works, also with the `Origin: null`
+        // a browser sends under `Referrer-Policy: no-referrer`.
+        let anon = app.client();
+        app.create_user("bob", Role::Staff).await;
+        let token = app.csrf_from(&anon, "/login").await;
+        let res = anon
+            .post(app.url("/login"))
+            .header("origin", "null")
+            .header("sec-fetch-site", "same-origin")
+            .form(&[("csrf_token", token.as_str()), ("username", "bob"), ("password", PASSWORD)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 303, "same-origin form with Origin: null");
         let res = client
             .post(app.url("/logout"))
             .header("origin", app.address.clone())

@@ -13,6 +13,7 @@ mod helpers;
 
 mod access;
 mod bad_input;
+mod browser;
 mod cli;
 mod config;
 mod export;
