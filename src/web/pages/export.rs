@@ -26,8 +26,12 @@ use crate::web::AppState;
 use crate::web::error::PageError;
 use crate::web::middleware::ClientInfo;
 
-/// Rows read per query.
-const BATCH_ROWS: i64 = 1000;
+/// Rows read by the first query (so the download starts at once) and by
+/// each later one. Large batches keep the number of queries low: with a
+/// filter on another column the database may sort the matching rows again
+/// for every batch. 10 000 rows are a few megabytes.
+const FIRST_BATCH_ROWS: i64 = 1000;
+const BATCH_ROWS: i64 = 10_000;
 /// Chunks waiting to be sent (each about one batch of CSV).
 const CHANNEL_CHUNKS: usize = 4;
 /// Suggested wait when the export limit is reached.
@@ -102,7 +106,12 @@ fn produce(db: &Database, filter: &CustomerFilter, tx: &mpsc::Sender<Chunk>) -> 
     loop {
         let batch = {
             let mut conn = db.get()?;
-            filter.batch_after(&mut conn, last.as_ref(), BATCH_ROWS)?
+            let limit = if last.is_none() {
+                FIRST_BATCH_ROWS
+            } else {
+                BATCH_ROWS
+            };
+            filter.batch_after(&mut conn, last.as_ref(), limit)?
         };
         let Some(tail) = batch.last().cloned() else {
             break;
