@@ -236,4 +236,20 @@ backend_tests! {
         let exp = find("/customers/export.csv?status=active");
         assert_eq!((exp.0.as_str(), exp.2), ("export", Some(active)));
     }
+
+    async fn no_data_is_shown_when_the_view_cannot_be_audited(backend) {
+        use diesel::prelude::*;
+        let app = spawn_app(&backend).await;
+        seed(&app, 20, 2).await;
+        let all = all_customers(&app).await;
+        let client = app.signed_in("alice", Role::Staff).await;
+        app.with_db(|conn| diesel::sql_query("DROP TABLE audit_log").execute(conn).unwrap()).await;
+        for path in ["/customers", "/customers/3", "/customers/export.csv", "/operators", "/operators/1"] {
+            let res = client.get(app.url(path)).send().await.unwrap();
+            assert_eq!(res.status(), 500, "{path}");
+            let body = res.text().await.unwrap();
+            assert!(all.iter().all(|c| !body.contains(&c.email) && !body.contains(&c.full_name)), "{path} showed data");
+            assert!(body.contains("Request id"), "{path}: the error page names the request id");
+        }
+    }
 }
