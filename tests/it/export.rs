@@ -94,7 +94,7 @@ backend_tests! {
         // Descending ids, two orderings.
         let text = export(&client, &app, "?plan=basic&ordering=-id,full_name").await;
         let mut expected: Vec<&Customer> = all.iter().filter(|c| c.plan == "basic").collect();
-        expected.sort_by(|a, b| b.id.cmp(&a.id));
+        expected.sort_by_key(|c| std::cmp::Reverse(c.id));
         assert_eq!(parse(&text), expected.iter().map(|c| import_fields(c)).collect::<Vec<_>>());
 
         // Nothing matches: just the header.

@@ -11,6 +11,9 @@ use crate::backend_tests;
 use crate::fixtures::*;
 use crate::helpers::*;
 
+/// kind, path, row_count, customer_ids, username of an audit entry.
+type AuditRow = (String, String, Option<i64>, Option<String>, Option<String>);
+
 /// Case-insensitive literal substring of name, e-mail or phone.
 fn matches_term(c: &Customer, term: &str) -> bool {
     let t = term.to_lowercase();
@@ -216,7 +219,7 @@ backend_tests! {
         assert_eq!(export.status(), 200);
         let _ = export.text().await.unwrap();
         let active = all_customers(&app).await.iter().filter(|c| c.status == "active").count() as i64;
-        let entries: Vec<(String, String, Option<i64>, Option<String>, Option<String>)> = app
+        let entries: Vec<AuditRow> = app
             .with_db(|conn| {
                 audit_log::table
                     .order(audit_log::id.asc())

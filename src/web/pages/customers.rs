@@ -36,6 +36,17 @@ pub const CUSTOMER_KEYS: [&str; 10] = [
     "page",
 ];
 
+/// The parameters that narrow the result (everything but order and paging).
+const FILTER_KEYS: [&str; 7] = [
+    "search",
+    "status",
+    "plan",
+    "country",
+    "operator",
+    "created_after",
+    "created_before",
+];
+
 /// Most operators offered in the filter's select.
 const OPERATOR_CHOICES: i64 = 500;
 
@@ -219,7 +230,7 @@ async fn list_page(
             &[("page", None), ("page_size", None)],
         ),
         clear_href: "/customers",
-        filtered: CUSTOMER_KEYS[..7].iter().any(|k| !links.get(k).is_empty()),
+        filtered: FILTER_KEYS.iter().any(|k| !links.get(k).is_empty()),
         search: links.get("search").to_owned(),
         country: links.get("country").to_owned(),
         created_after: links.get("created_after").to_owned(),
