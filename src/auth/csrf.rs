@@ -77,7 +77,14 @@ fn expected_token(req: &HttpRequest) -> Option<String> {
 /// Refuses requests that say they come from another origin.
 pub fn check_origin(req: &HttpRequest) -> Result<(), PageError> {
     let refuse = || PageError::Forbidden;
-    if let Some(origin) = req.headers().get("origin") {
+    // Under `Referrer-Policy: no-referrer` browsers send `Origin: null`
+    // even for same-origin forms; then `Sec-Fetch-Site` (and the token)
+    // decide.
+    let origin = req
+        .headers()
+        .get("origin")
+        .filter(|o| o.as_bytes() != b"null");
+    if let Some(origin) = origin {
         let origin = origin.to_str().map_err(|_| refuse())?;
         let conn = req.connection_info();
         let expected = format!("{}://{}", ClientInfo::of(req).scheme(), conn.host());
@@ -134,7 +141,14 @@ impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
         let body = web::Bytes::from_request(&req, payload);
         Box::pin(async move {
             let body = body.await.map_err(|e| {
-                if e.to_string().contains("overflow") || e.to_string().contains("too large") {
+                let overflow = matches!(
+                    e.as_error::<actix_web::error::PayloadError>(),
+                    Some(actix_web::error::PayloadError::Overflow)
+                );
+                if overflow
+                    || e.to_string().contains("overflow")
+                    || e.to_string().contains("too large")
+                {
                     PageError::PayloadTooLarge
                 } else {
                     PageError::BadRequest("The form could not be read.".into())

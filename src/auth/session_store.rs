@@ -143,9 +143,11 @@ impl SessionStore for DbSessionStore {
     async fn update_ttl(&self, key: &SessionKey, ttl: &Duration) -> Result<(), anyhow::Error> {
         let row_id = session_id_hash(key.as_ref());
         let expires_at = expiry(ttl);
-        // Skip the write when the expiry moved less than a minute, so a
-        // burst of page views costs one write, not one each.
-        let stale_before = expires_at - chrono::Duration::seconds(60);
+        // Skip the write when the expiry moved less than a minute (or a
+        // tenth of a short timeout), so a burst of page views costs one
+        // write, not one each, yet activity always extends the session.
+        let slack = (ttl.whole_seconds() / 10).clamp(0, 60);
+        let stale_before = expires_at - chrono::Duration::seconds(slack);
         self.db
             .run(move |conn| {
                 diesel::update(

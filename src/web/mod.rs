@@ -75,6 +75,11 @@ route_table! {
     "/logout" [User] { POST => pages::auth::logout }
     "/setup" [Public] { GET => pages::setup::setup_form, POST => pages::setup::setup_submit }
     "/" [User] { GET => pages::home::home }
+    "/customers" [User] { GET => pages::customers::list }
+    "/customers/export.csv" [User] { GET => pages::export::export_csv }
+    "/customers/{id}" [User] { GET => pages::customers::detail }
+    "/operators" [User] { GET => pages::operators::list }
+    "/operators/{id}" [User] { GET => pages::operators::detail }
 }
 
 /// All routes, pages and API.

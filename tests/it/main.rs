@@ -7,9 +7,19 @@
 //! `CUSTOS_TEST_POSTGRES_URL` names a server the tests may create
 //! databases on (CI sets it).
 
+// Tests may panic on purpose: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod fixtures;
 mod helpers;
 
+mod access;
+mod bad_input;
+mod browser;
 mod cli;
 mod config;
+mod export;
+mod hardening;
+mod results;
 mod session;
 mod tls;

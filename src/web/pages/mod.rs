@@ -1,9 +1,15 @@
 //! HTML pages of the query tool.
 
 pub mod auth;
+pub mod customers;
+pub mod export;
+pub mod export_limit;
 pub mod health;
 pub mod home;
+pub mod listing;
+pub mod operators;
 pub mod setup;
+pub mod user_error;
 
 use actix_web::HttpRequest;
 
@@ -59,7 +65,10 @@ pub fn safe_next(next: &str) -> Option<&str> {
         let decoded = percent_encoding::percent_decode_str(&current)
             .decode_utf8_lossy()
             .into_owned();
-        if !local(&decoded) {
+        // Only the path decides where the browser goes; a decoded query
+        // may hold anything a search term holds (spaces, backslashes).
+        let path = decoded.split(['?', '#']).next().unwrap_or_default();
+        if !local(path) {
             return None;
         }
         if decoded == current {
@@ -76,7 +85,13 @@ mod tests {
 
     #[test]
     fn only_local_paths_are_accepted_as_next() {
-        for good in ["/", "/customers?status=active&page=2", "/customers/5"] {
+        for good in [
+            "/",
+            "/customers?status=active&page=2",
+            "/customers/5",
+            "/customers?search=anna%20smith&country=DE",
+            "/customers?search=%5C%2F%2Fx%0A",
+        ] {
             assert_eq!(safe_next(good), Some(good));
         }
         for bad in [
