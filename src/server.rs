@@ -7,6 +7,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use actix_governor::Governor;
 use actix_session::SessionMiddleware;
 use actix_session::config::{BrowserSession, TtlExtensionPolicy};
 use actix_web::cookie::{Key, SameSite};
@@ -19,6 +20,8 @@ use crate::auth::session_store::DbSessionStore;
 use crate::auth::users;
 use crate::config::Settings;
 use crate::db::{Database, DbError};
+use crate::quota::AnonThrottle;
+use crate::web::burst::{self, BurstConfig};
 use crate::web::error::{ApiError, PageError};
 use crate::web::{AppState, configure, middleware};
 
@@ -40,12 +43,18 @@ pub struct Application {
     port: u16,
     server: Server,
     state: web::Data<AppState>,
+    burst: BurstConfig,
+    anon: web::Data<AnonThrottle>,
 }
 
 /// Name of the session cookie (`__Host-` over HTTPS, which also pins it
 /// to this host and path `/`).
 pub fn session_cookie_name(https: bool) -> &'static str {
-    if https { "__Host-custos_session" } else { "custos_session" }
+    if https {
+        "__Host-custos_session"
+    } else {
+        "custos_session"
+    }
 }
 
 impl Application {
@@ -72,12 +81,17 @@ impl Application {
                 source,
             })?
             .port();
-        let user_count = db.get().map_err(DbError::from).and_then(|mut c| {
-            users::count_users(&mut c).map_err(DbError::from)
-        })?;
+        let user_count = db
+            .get()
+            .map_err(DbError::from)
+            .and_then(|mut c| users::count_users(&mut c).map_err(DbError::from))?;
         let setup_token = (user_count == 0).then(crate::auth::csrf::new_token);
         if let Some(token) = &setup_token {
-            let scheme = if settings.serves_https() { "https" } else { "http" };
+            let scheme = if settings.serves_https() {
+                "https"
+            } else {
+                "http"
+            };
             let host = if settings.bind.ip().is_unspecified() {
                 format!("127.0.0.1:{port}")
             } else {
@@ -91,7 +105,9 @@ impl Application {
         let settings = Arc::new(settings);
         let state = web::Data::new(AppState {
             db: db.clone(),
-            passwords: PasswordWork::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
+            passwords: PasswordWork::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
             settings: settings.clone(),
             setup_token: Mutex::new(setup_token),
         });
@@ -104,6 +120,13 @@ impl Application {
         );
         let app_state = state.clone();
         let settings_data = web::Data::new(settings.clone());
+        // Built once, outside the worker factory: one limiter for all workers.
+        let burst = burst::config(&settings).ok_or_else(|| {
+            StartError::Refused("the burst limit needs a positive rate and size".into())
+        })?;
+        let burst_wrap = burst.clone();
+        let anon = web::Data::new(AnonThrottle::new(settings.api_anon_rate));
+        let anon_data = anon.clone();
         let server = HttpServer::new(move || {
             let session = SessionMiddleware::builder(DbSessionStore::new(db.clone()), key.clone())
                 .cookie_name(session_cookie_name(https_cookies).to_owned())
@@ -120,6 +143,7 @@ impl Application {
             App::new()
                 .app_data(app_state.clone())
                 .app_data(settings_data.clone())
+                .app_data(anon_data.clone())
                 .app_data(web::PayloadConfig::new(64 * 1024))
                 .app_data(web::QueryConfig::default().error_handler(|e, req| {
                     if req.path().starts_with("/api/") {
@@ -137,6 +161,9 @@ impl Application {
                     }
                 }))
                 .configure(|cfg| configure(cfg, session))
+                // Innermost of the wraps below, so request_context (outermost)
+                // has resolved the client address the limiter keys on.
+                .wrap(Governor::new(&burst_wrap))
                 .wrap(Compress::default())
                 .wrap(from_fn(middleware::security_headers))
                 .wrap(from_fn(middleware::request_context))
@@ -154,6 +181,8 @@ impl Application {
             port,
             server,
             state,
+            burst,
+            anon,
         })
     }
 
@@ -166,28 +195,41 @@ impl Application {
         self.state.setup_token.lock().ok().and_then(|t| t.clone())
     }
 
+    /// A handle to stop the server (tests restart instances with it).
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
     /// Serves until stopped (SIGINT/SIGTERM stop it gracefully).
     pub async fn run(self) -> std::io::Result<()> {
-        spawn_housekeeping(self.state.clone());
+        spawn_housekeeping(self.state.clone(), self.anon.clone());
+        burst::spawn_cleanup(&self.burst);
         self.server.await
     }
 }
 
 /// Periodic clean-up: expired sessions, old quota history.
-fn spawn_housekeeping(state: web::Data<AppState>) {
+fn spawn_housekeeping(state: web::Data<AppState>, anon: web::Data<AnonThrottle>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(300));
         loop {
             tick.tick().await;
             let result = state
                 .db
-                .run(|conn| {
-                    crate::auth::session_store::prune_expired(conn).map_err(DbError::from)
-                })
+                .run(|conn| crate::auth::session_store::prune_expired(conn).map_err(DbError::from))
                 .await;
             if let Err(e) = result {
                 tracing::warn!(error = %e, "housekeeping failed");
             }
+            let rate = state.settings.api_user_rate;
+            let pruned = state
+                .db
+                .run(move |conn| crate::quota::prune(conn, rate).map_err(DbError::from))
+                .await;
+            if let Err(e) = pruned {
+                tracing::warn!(error = %e, "pruning the API request history failed");
+            }
+            anon.prune();
         }
     });
 }
