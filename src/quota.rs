@@ -210,6 +210,7 @@ pub fn ceil_duration(wait: Duration) -> u64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -76,6 +76,10 @@ route_table! {
     "/logout" [User] { POST => pages::auth::logout }
     "/setup" [Public] { GET => pages::setup::setup_form, POST => pages::setup::setup_submit }
     "/" [User] { GET => pages::home::home }
+    "/account" [User] { GET => pages::account::account }
+    "/account/password" [User] { POST => pages::account::change_password }
+    "/account/tokens" [User] { POST => pages::account::create_token }
+    "/account/tokens/revoke" [User] { POST => pages::account::revoke_token }
 }
 
 /// All routes, pages and API.
