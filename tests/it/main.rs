@@ -7,6 +7,9 @@
 
 mod helpers;
 
+mod api;
+mod api_support;
+
 mod cli;
 mod config;
 mod session;
