@@ -9,6 +9,8 @@ mod helpers;
 
 mod api;
 mod api_support;
+mod quota;
+mod tokens;
 
 mod cli;
 mod config;
