@@ -10,6 +10,7 @@ mod helpers;
 mod api;
 mod api_support;
 mod quota;
+mod sqlmap;
 mod tokens;
 
 mod cli;
