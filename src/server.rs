@@ -83,7 +83,6 @@ impl Application {
             .port();
         let user_count = db
             .get()
-            .map_err(DbError::from)
             .and_then(|mut c| users::count_users(&mut c).map_err(DbError::from))?;
         let setup_token = (user_count == 0).then(crate::auth::csrf::new_token);
         if let Some(token) = &setup_token {
