@@ -343,7 +343,15 @@ async fn get(
             let page = PageRequest::from_params(&params);
             let origin = links::origin(req)
                 .ok_or_else(|| ApiError::BadRequest("Invalid HTTP_HOST header.".into()))?;
-            let path = req.path().to_owned();
+            // The route's own spelling (as Django's escaped `request.path`),
+            // not the raw request path with whatever encoding it came in.
+            let noun = if endpoint == Endpoint::CustomerList {
+                "customers"
+            } else {
+                "operators"
+            };
+            let slash = if req.path().ends_with('/') { "/" } else { "" };
+            let path = format!("/api/v1/{noun}{slash}");
             let list = if endpoint == Endpoint::CustomerList {
                 let filter = CustomerFilter::from_params(&params)
                     .map_err(|e| ApiError::Validation(e.to_json()))?;
