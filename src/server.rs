@@ -210,7 +210,11 @@ impl Application {
 /// Periodic clean-up: expired sessions, old quota history.
 fn spawn_housekeeping(state: web::Data<AppState>, anon: web::Data<AnonThrottle>) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(300));
+        // First run one period after start, not at once: a start is busy
+        // enough, and short-lived processes (tests) then never exit in the
+        // middle of a clean-up query.
+        let period = Duration::from_secs(300);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         loop {
             tick.tick().await;
             let result = state
