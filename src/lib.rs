@@ -14,6 +14,7 @@ pub mod config;
 pub mod db;
 pub mod import;
 pub mod query;
+pub mod quota;
 pub mod seed;
 pub mod server;
 pub mod tls;

@@ -7,6 +7,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use actix_governor::Governor;
 use actix_session::SessionMiddleware;
 use actix_session::config::{BrowserSession, TtlExtensionPolicy};
 use actix_web::cookie::{Key, SameSite};
@@ -20,6 +21,8 @@ use crate::auth::users;
 use crate::config::Settings;
 use crate::db::{Database, DbError};
 use crate::tls::{self, ReloadableCert};
+use crate::quota::AnonThrottle;
+use crate::web::burst::{self, BurstConfig};
 use crate::web::error::{ApiError, PageError};
 use crate::web::{AppState, configure, middleware};
 
@@ -45,6 +48,8 @@ pub struct Application {
     state: web::Data<AppState>,
     tls: Option<Arc<ReloadableCert>>,
     redirect: Option<(u16, Server)>,
+    burst: BurstConfig,
+    anon: web::Data<AnonThrottle>,
 }
 
 /// Name of the session cookie (`__Host-` over HTTPS, which also pins it
@@ -143,6 +148,13 @@ impl Application {
         );
         let app_state = state.clone();
         let settings_data = web::Data::new(settings.clone());
+        // Built once, outside the worker factory: one limiter for all workers.
+        let burst = burst::config(&settings).ok_or_else(|| {
+            StartError::Refused("the burst limit needs a positive rate and size".into())
+        })?;
+        let burst_wrap = burst.clone();
+        let anon = web::Data::new(AnonThrottle::new(settings.api_anon_rate));
+        let anon_data = anon.clone();
         let server_builder = HttpServer::new(move || {
             let session = SessionMiddleware::builder(DbSessionStore::new(db.clone()), key.clone())
                 .cookie_name(session_cookie_name(https_cookies).to_owned())
@@ -159,6 +171,7 @@ impl Application {
             App::new()
                 .app_data(app_state.clone())
                 .app_data(settings_data.clone())
+                .app_data(anon_data.clone())
                 .app_data(web::PayloadConfig::new(64 * 1024))
                 .app_data(web::QueryConfig::default().error_handler(|e, req| {
                     if req.path().starts_with("/api/") {
@@ -176,6 +189,9 @@ impl Application {
                     }
                 }))
                 .configure(|cfg| configure(cfg, session))
+                // Innermost of the wraps below, so request_context (outermost)
+                // has resolved the client address the limiter keys on.
+                .wrap(Governor::new(&burst_wrap))
                 .wrap(Compress::default())
                 .wrap(from_fn(middleware::security_headers))
                 .wrap(from_fn(middleware::request_context))
@@ -204,6 +220,8 @@ impl Application {
             state,
             tls,
             redirect,
+            burst,
+            anon,
         })
     }
 
@@ -221,9 +239,15 @@ impl Application {
         self.state.setup_token.lock().ok().and_then(|t| t.clone())
     }
 
+    /// A handle to stop the server (tests restart instances with it).
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
     /// Serves until stopped (SIGINT/SIGTERM stop it gracefully).
     pub async fn run(self) -> std::io::Result<()> {
-        spawn_housekeeping(self.state.clone());
+        spawn_housekeeping(self.state.clone(), self.anon.clone());
+        burst::spawn_cleanup(&self.burst);
         if let Some(resolver) = self.tls.clone() {
             spawn_reload_on_sighup(resolver);
         }
@@ -310,9 +334,13 @@ fn redirect_to_https(req: &actix_web::HttpRequest, https_port: u16) -> actix_web
 }
 
 /// Periodic clean-up: expired sessions, old quota history.
-fn spawn_housekeeping(state: web::Data<AppState>) {
+fn spawn_housekeeping(state: web::Data<AppState>, anon: web::Data<AnonThrottle>) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(300));
+        // First run one period after start, not at once: a start is busy
+        // enough, and short-lived processes (tests) then never exit in the
+        // middle of a clean-up query.
+        let period = Duration::from_secs(300);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         loop {
             tick.tick().await;
             let result = state
@@ -322,6 +350,15 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
             if let Err(e) = result {
                 tracing::warn!(error = %e, "housekeeping failed");
             }
+            let rate = state.settings.api_user_rate;
+            let pruned = state
+                .db
+                .run(move |conn| crate::quota::prune(conn, rate).map_err(DbError::from))
+                .await;
+            if let Err(e) = pruned {
+                tracing::warn!(error = %e, "pruning the API request history failed");
+            }
+            anon.prune();
         }
     });
 }

@@ -454,7 +454,8 @@ impl PageRequest {
             .filter(|n| *n > 0)
             .map_or(DEFAULT_PAGE_SIZE, |n| n.min(MAX_PAGE_SIZE));
         let page = match params.get("page") {
-            None => PageNumber::Number(1),
+            // DRF: `query_params.get("page") or 1`, so an empty value is page 1.
+            None | Some("") => PageNumber::Number(1),
             Some("last") => PageNumber::Last,
             Some(v) => v
                 .trim()

@@ -7,6 +7,7 @@
 //! requests.
 
 pub mod api;
+pub mod burst;
 pub mod error;
 pub mod middleware;
 pub mod pages;
@@ -80,6 +81,10 @@ route_table! {
     "/customers/{id}" [User] { GET => pages::customers::detail }
     "/operators" [User] { GET => pages::operators::list }
     "/operators/{id}" [User] { GET => pages::operators::detail }
+    "/account" [User] { GET => pages::account::account }
+    "/account/password" [User] { POST => pages::account::change_password }
+    "/account/tokens" [User] { POST => pages::account::create_token }
+    "/account/tokens/revoke" [User] { POST => pages::account::revoke_token }
 }
 
 /// All routes, pages and API.

@@ -16,6 +16,12 @@ mod helpers;
 mod access;
 mod bad_input;
 mod browser;
+mod api;
+mod api_support;
+mod quota;
+mod sqlmap;
+mod tokens;
+
 mod cli;
 mod config;
 mod export;

@@ -1,5 +1,6 @@
 //! HTML pages of the query tool.
 
+pub mod account;
 pub mod auth;
 pub mod customers;
 pub mod export;
