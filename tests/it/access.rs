@@ -34,7 +34,7 @@ backend_tests! {
         for route in routes {
             let path = concrete(route.path);
             for method in route.methods {
-                let target = if *method == "GET" {
+                let target = if matches!(*method, "GET" | "HEAD") {
                     format!("{path}?status=active&q=a%20b")
                 } else {
                     path.clone()
@@ -45,6 +45,8 @@ backend_tests! {
                     "PUT" => client.put(app.url(&target)).form(&[("x", "")]),
                     "PATCH" => client.patch(app.url(&target)).form(&[("x", "")]),
                     "DELETE" => client.delete(app.url(&target)),
+                    "HEAD" => client.head(app.url(&target)),
+                    "OPTIONS" => client.request(reqwest::Method::OPTIONS, app.url(&target)),
                     other => panic!("the walk does not know method {other} of {}", route.path),
                 };
                 let res = req.send().await.unwrap();
@@ -54,7 +56,7 @@ backend_tests! {
                 let what = format!("{method} {target} ({:?})", route.access);
                 match route.access {
                     Access::Token => assert_eq!(status, 401, "{what} answered {status}"),
-                    _ if *method == "GET" => {
+                    _ if matches!(*method, "GET" | "HEAD") => {
                         assert_eq!(status, 303, "{what} answered {status}: {body}");
                         assert_eq!(loc, format!("/login?next={}", enc(&target)), "{what}");
                     }
