@@ -253,7 +253,8 @@ fn read_password_stdin() -> Result<String, CliError> {
     let password = line.trim_end_matches(['\n', '\r']).to_owned();
     if password.is_empty() {
         return Err(CliError::Usage(
-            "no password on standard input (pipe it in, e.g. printf '%s' \"$PW\" | custos ...)".into(),
+            "no password on standard input (pipe it in, e.g. printf '%s' \"$PW\" | custos ...)"
+                .into(),
         ));
     }
     Ok(password)
@@ -309,7 +310,8 @@ fn user_command(db: &Database, cmd: UserCommand) -> Result<(), CliError> {
         }
         UserCommand::SetRole { username, role } => {
             let user = find_user(db, &username)?;
-            let role = Role::parse(&role).ok_or_else(|| CliError::Usage("role is admin or staff".into()))?;
+            let role = Role::parse(&role)
+                .ok_or_else(|| CliError::Usage("role is admin or staff".into()))?;
             users::set_role(&mut *db.get()?, user.id, role)?;
             println!("{username:?} is now {}", role.as_str());
             Ok(())
@@ -324,10 +326,15 @@ fn user_command(db: &Database, cmd: UserCommand) -> Result<(), CliError> {
         UserCommand::List => {
             let all = users::list(&mut *db.get()?).map_err(DbError::from)?;
             if all.is_empty() {
-                println!("No accounts yet. Create one with: custos user create --username NAME --admin --password-stdin");
+                println!(
+                    "No accounts yet. Create one with: custos user create --username NAME --admin --password-stdin"
+                );
                 return Ok(());
             }
-            println!("{:<30} {:<6} {:<8} LAST LOGIN (UTC)", "USERNAME", "ROLE", "ACTIVE");
+            println!(
+                "{:<30} {:<6} {:<8} LAST LOGIN (UTC)",
+                "USERNAME", "ROLE", "ACTIVE"
+            );
             for u in all {
                 println!(
                     "{:<30} {:<6} {:<8} {}",

@@ -167,7 +167,9 @@ impl IpNet {
         let ip = canonical_ip(ip);
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
@@ -472,7 +474,13 @@ fn parse_socket_addr(name: &str, raw: Option<&str>) -> Result<Option<SocketAddr>
     }
 }
 
-fn parse_number<T>(name: &str, raw: Option<&str>, default: T, min: T, max: T) -> Result<T, ConfigError>
+fn parse_number<T>(
+    name: &str,
+    raw: Option<&str>,
+    default: T,
+    min: T,
+    max: T,
+) -> Result<T, ConfigError>
 where
     T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
 {
@@ -550,7 +558,10 @@ fn load_or_create_secret(path: &Path) -> Result<Vec<u8>, ConfigError> {
         }
         Err(e) => Err(ConfigError::new(
             var,
-            format!("is unset and the key file {} could not be read: {e}", path.display()),
+            format!(
+                "is unset and the key file {} could not be read: {e}",
+                path.display()
+            ),
         )),
     }
 }

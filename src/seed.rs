@@ -12,30 +12,134 @@ use crate::db::{DbConn, write_transaction};
 use crate::import::{ImportError, Progress, bump_data_version, insert_customers, insert_operators};
 
 const FIRST_NAMES: &[&str] = &[
-    "Anna", "Ben", "Chloé", "David", "Elif", "François", "Grace", "Hiroshi", "Inês", "Jakub",
-    "Karin", "Liam", "María", "Noah", "Olga", "Paul", "Quentin", "Rosa", "Søren", "Tomás",
-    "Ursula", "Viktor", "Wei", "Xavier", "Yara", "Zoë", "Émile", "Łukasz", "Björn", "Aoife",
-    "Siobhán", "Mohammed", "Priya", "Kwame", "Lucía", "Giulia", "Mateus", "Hana", "Oren", "Nadia",
+    "Anna",
+    "Ben",
+    "Chloé",
+    "David",
+    "Elif",
+    "François",
+    "Grace",
+    "Hiroshi",
+    "Inês",
+    "Jakub",
+    "Karin",
+    "Liam",
+    "María",
+    "Noah",
+    "Olga",
+    "Paul",
+    "Quentin",
+    "Rosa",
+    "Søren",
+    "Tomás",
+    "Ursula",
+    "Viktor",
+    "Wei",
+    "Xavier",
+    "Yara",
+    "Zoë",
+    "Émile",
+    "Łukasz",
+    "Björn",
+    "Aoife",
+    "Siobhán",
+    "Mohammed",
+    "Priya",
+    "Kwame",
+    "Lucía",
+    "Giulia",
+    "Mateus",
+    "Hana",
+    "Oren",
+    "Nadia",
 ];
 const LAST_NAMES: &[&str] = &[
-    "Smith", "Müller", "O'Brien", "García", "Rossi", "Kowalski", "Nguyen", "Dubois", "Jensen",
-    "Novák", "Silva", "Yılmaz", "Andersson", "Schmidt", "Smithson", "Papadopoulos", "Ivanova",
-    "Fernández", "D'Angelo", "Van der Berg", "Okafor", "Tanaka", "Kim", "Larsen", "Horváth",
-    "Ó Súilleabháin", "Brown", "Wilson", "Martin", "Lefèvre", "Nowak", "Costa", "Øster", "Ek",
+    "Smith",
+    "Müller",
+    "O'Brien",
+    "García",
+    "Rossi",
+    "Kowalski",
+    "Nguyen",
+    "Dubois",
+    "Jensen",
+    "Novák",
+    "Silva",
+    "Yılmaz",
+    "Andersson",
+    "Schmidt",
+    "Smithson",
+    "Papadopoulos",
+    "Ivanova",
+    "Fernández",
+    "D'Angelo",
+    "Van der Berg",
+    "Okafor",
+    "Tanaka",
+    "Kim",
+    "Larsen",
+    "Horváth",
+    "Ó Súilleabháin",
+    "Brown",
+    "Wilson",
+    "Martin",
+    "Lefèvre",
+    "Nowak",
+    "Costa",
+    "Øster",
+    "Ek",
 ];
 const CITIES: &[(&str, &str)] = &[
-    ("DE", "Berlin"), ("DE", "München"), ("FR", "Paris"), ("FR", "Lyon"), ("GB", "London"),
-    ("GB", "Manchester"), ("IE", "Dublin"), ("ES", "Madrid"), ("ES", "Sevilla"), ("IT", "Roma"),
-    ("PL", "Kraków"), ("SE", "Göteborg"), ("DK", "København"), ("NL", "Amsterdam"),
-    ("PT", "Lisboa"), ("US", "New York"), ("US", "Austin"), ("JP", "Tokyo"), ("BR", "São Paulo"),
-    ("TR", "İstanbul"), ("CZ", "Praha"), ("AT", "Wien"), ("CH", "Zürich"), ("NO", "Tromsø"),
+    ("DE", "Berlin"),
+    ("DE", "München"),
+    ("FR", "Paris"),
+    ("FR", "Lyon"),
+    ("GB", "London"),
+    ("GB", "Manchester"),
+    ("IE", "Dublin"),
+    ("ES", "Madrid"),
+    ("ES", "Sevilla"),
+    ("IT", "Roma"),
+    ("PL", "Kraków"),
+    ("SE", "Göteborg"),
+    ("DK", "København"),
+    ("NL", "Amsterdam"),
+    ("PT", "Lisboa"),
+    ("US", "New York"),
+    ("US", "Austin"),
+    ("JP", "Tokyo"),
+    ("BR", "São Paulo"),
+    ("TR", "İstanbul"),
+    ("CZ", "Praha"),
+    ("AT", "Wien"),
+    ("CH", "Zürich"),
+    ("NO", "Tromsø"),
 ];
 const OPERATOR_WORDS: &[&str] = &[
-    "Nordwind", "Helios", "Atlas", "Brightline", "Cobalt", "Meridian", "Polaris", "Vega",
-    "Quanta", "Lumen", "Orbit", "Summit", "Harbor", "Kestrel", "Aurora", "Zephyr",
+    "Nordwind",
+    "Helios",
+    "Atlas",
+    "Brightline",
+    "Cobalt",
+    "Meridian",
+    "Polaris",
+    "Vega",
+    "Quanta",
+    "Lumen",
+    "Orbit",
+    "Summit",
+    "Harbor",
+    "Kestrel",
+    "Aurora",
+    "Zephyr",
 ];
 const OPERATOR_SUFFIXES: &[&str] = &["Telecom", "Energy", "Mobile", "Networks", "Utilities"];
-const MAIL_DOMAINS: &[&str] = &["example.com", "example.org", "mail.example.net", "example.de"];
+const MAIL_DOMAINS: &[&str] = &[
+    "example.com",
+    "example.org",
+    "mail.example.net",
+    "example.de",
+];
 
 /// How much demo data to make.
 #[derive(Debug, Clone, Copy)]
@@ -52,7 +156,9 @@ const BATCH: usize = 1000;
 /// transaction. Refuses to mix demo data into existing data.
 pub fn seed(conn: &mut DbConn, plan: SeedPlan, progress: &dyn Progress) -> Result<(), ImportError> {
     if plan.operators == 0 && plan.customers > 0 {
-        return Err(ImportError::File("customers need at least one operator".into()));
+        return Err(ImportError::File(
+            "customers need at least one operator".into(),
+        ));
     }
     let result = write_transaction(conn, |conn| {
         bump_data_version(conn)?;
@@ -65,7 +171,9 @@ pub fn seed(conn: &mut DbConn, plan: SeedPlan, progress: &dyn Progress) -> Resul
             )));
         }
         let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
-        let ops: Vec<Operator> = (1..=plan.operators as i64).map(|id| operator(&mut rng, id)).collect();
+        let ops: Vec<Operator> = (1..=plan.operators as i64)
+            .map(|id| operator(&mut rng, id))
+            .collect();
         for chunk in ops.chunks(BATCH) {
             insert_operators(conn, chunk)?;
         }

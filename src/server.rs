@@ -45,7 +45,11 @@ pub struct Application {
 /// Name of the session cookie (`__Host-` over HTTPS, which also pins it
 /// to this host and path `/`).
 pub fn session_cookie_name(https: bool) -> &'static str {
-    if https { "__Host-custos_session" } else { "custos_session" }
+    if https {
+        "__Host-custos_session"
+    } else {
+        "custos_session"
+    }
 }
 
 impl Application {
@@ -72,12 +76,17 @@ impl Application {
                 source,
             })?
             .port();
-        let user_count = db.get().map_err(DbError::from).and_then(|mut c| {
-            users::count_users(&mut c).map_err(DbError::from)
-        })?;
+        let user_count = db
+            .get()
+            .map_err(DbError::from)
+            .and_then(|mut c| users::count_users(&mut c).map_err(DbError::from))?;
         let setup_token = (user_count == 0).then(crate::auth::csrf::new_token);
         if let Some(token) = &setup_token {
-            let scheme = if settings.serves_https() { "https" } else { "http" };
+            let scheme = if settings.serves_https() {
+                "https"
+            } else {
+                "http"
+            };
             let host = if settings.bind.ip().is_unspecified() {
                 format!("127.0.0.1:{port}")
             } else {
@@ -91,7 +100,9 @@ impl Application {
         let settings = Arc::new(settings);
         let state = web::Data::new(AppState {
             db: db.clone(),
-            passwords: PasswordWork::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
+            passwords: PasswordWork::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
             settings: settings.clone(),
             setup_token: Mutex::new(setup_token),
         });
@@ -181,9 +192,7 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
             tick.tick().await;
             let result = state
                 .db
-                .run(|conn| {
-                    crate::auth::session_store::prune_expired(conn).map_err(DbError::from)
-                })
+                .run(|conn| crate::auth::session_store::prune_expired(conn).map_err(DbError::from))
                 .await;
             if let Err(e) = result {
                 tracing::warn!(error = %e, "housekeeping failed");

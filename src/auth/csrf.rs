@@ -35,7 +35,11 @@ pub fn new_token() -> String {
 
 /// Name of the anonymous-form cookie (`__Host-` over HTTPS).
 pub fn cookie_name(https: bool) -> &'static str {
-    if https { "__Host-custos_csrf" } else { "custos_csrf" }
+    if https {
+        "__Host-custos_csrf"
+    } else {
+        "custos_csrf"
+    }
 }
 
 /// The token a page should put in its forms, creating what is needed.

@@ -46,9 +46,12 @@ impl AuthUser {
 /// The path and query of the request, as the `next` target of a redirect
 /// to the login page (only for GET/HEAD: a POST cannot be replayed).
 pub fn login_next(req: &HttpRequest) -> String {
-    if req.method() == actix_web::http::Method::GET || req.method() == actix_web::http::Method::HEAD {
+    if req.method() == actix_web::http::Method::GET || req.method() == actix_web::http::Method::HEAD
+    {
         let uri = req.uri();
-        uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into())
+        uri.path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| "/".into())
     } else {
         String::new()
     }

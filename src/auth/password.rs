@@ -26,7 +26,9 @@ fn argon2() -> Argon2<'static> {
 /// Hashes a password with argon2id (CPU-heavy: call off the executor).
 pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
     let salt = SaltString::generate(&mut OsRng);
-    Ok(argon2().hash_password(password.as_bytes(), &salt)?.to_string())
+    Ok(argon2()
+        .hash_password(password.as_bytes(), &salt)?
+        .to_string())
 }
 
 /// Checks a password against a stored hash of either supported form.
@@ -86,7 +88,12 @@ pub fn verify_django_pbkdf2(stored: &str, password: &str) -> bool {
         return false;
     }
     let mut derived = [0u8; 32];
-    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password.as_bytes(), salt.as_bytes(), iterations, &mut derived);
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(
+        password.as_bytes(),
+        salt.as_bytes(),
+        iterations,
+        &mut derived,
+    );
     derived.ct_eq(&expected).into()
 }
 
@@ -148,10 +155,14 @@ const COMMON_PASSWORDS: &str = include_str!("common-passwords.txt");
 pub fn check_policy(username: &str, password: &str) -> Result<(), String> {
     let length = password.chars().count();
     if length < MIN_LENGTH {
-        return Err(format!("The password must be at least {MIN_LENGTH} characters long."));
+        return Err(format!(
+            "The password must be at least {MIN_LENGTH} characters long."
+        ));
     }
     if length > MAX_LENGTH {
-        return Err(format!("The password must be at most {MAX_LENGTH} characters long."));
+        return Err(format!(
+            "The password must be at most {MAX_LENGTH} characters long."
+        ));
     }
     let lower = password.to_lowercase();
     if !username.is_empty() && lower.contains(&username.to_lowercase()) {

@@ -82,7 +82,10 @@ pub fn revoke_token(conn: &mut DbConn, token_id: i64, user_id: Option<i64>) -> Q
 
 /// What a presented token turned out to be.
 pub enum TokenCheck {
-    Valid { user: User, token_id: i64 },
+    Valid {
+        user: User,
+        token_id: i64,
+    },
     /// Unknown, revoked or expired.
     Invalid,
     /// The token is fine but its user is deactivated.
@@ -108,7 +111,10 @@ pub fn check_token(conn: &mut DbConn, token: &str) -> QueryResult<TokenCheck> {
         return Ok(TokenCheck::Inactive);
     }
     // Record last use at most once a minute per token.
-    if token.last_used_at.is_none_or(|t| at - t > chrono::Duration::seconds(60)) {
+    if token
+        .last_used_at
+        .is_none_or(|t| at - t > chrono::Duration::seconds(60))
+    {
         diesel::update(api_tokens::table.find(token.id))
             .set(api_tokens::last_used_at.eq(Some(at)))
             .execute(conn)?;

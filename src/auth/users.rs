@@ -135,7 +135,8 @@ pub fn create_first_admin(
 
 /// Ends every session and revokes every token of a user.
 pub fn end_access(conn: &mut DbConn, user_id: i64) -> QueryResult<(usize, usize)> {
-    let sessions = diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn)?;
+    let sessions =
+        diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn)?;
     let tokens = diesel::update(
         api_tokens::table
             .filter(api_tokens::user_id.eq(user_id))

@@ -99,10 +99,7 @@ fn column_positions<const N: usize>(
                 return Err(row_error(
                     1,
                     "header",
-                    format!(
-                        "unknown column {name:?}; expected {}",
-                        expected.join(",")
-                    ),
+                    format!("unknown column {name:?}; expected {}", expected.join(",")),
                 ));
             }
         }
@@ -111,7 +108,11 @@ fn column_positions<const N: usize>(
         return Err(row_error(
             1,
             "header",
-            format!("missing column {:?}; expected {}", expected[i], expected.join(",")),
+            format!(
+                "missing column {:?}; expected {}",
+                expected[i],
+                expected.join(",")
+            ),
         ));
     }
     Ok(positions)
@@ -187,7 +188,11 @@ pub fn import_operators<R: Read>(
                     .map_err(|e| row_error(line, "created_at", e))?,
             };
             if !seen.insert(op.id) {
-                return Err(row_error(line, "id", format!("{} appears twice in the file", op.id)));
+                return Err(row_error(
+                    line,
+                    "id",
+                    format!("{} appears twice in the file", op.id),
+                ));
             }
             batch.push((line, op));
             if batch.len() == BATCH_ROWS {
@@ -216,13 +221,24 @@ fn insert_operator_batch(
         .first(conn)
         .optional()?;
     if let Some(id) = existing {
-        let line = batch.iter().find(|(_, o)| o.id == id).map_or(0, |(l, _)| *l);
-        return Err(row_error(line, "id", format!("operator {id} already exists")));
+        let line = batch
+            .iter()
+            .find(|(_, o)| o.id == id)
+            .map_or(0, |(l, _)| *l);
+        return Err(row_error(
+            line,
+            "id",
+            format!("operator {id} already exists"),
+        ));
     }
     let rows: Vec<Operator> = batch.drain(..).map(|(_, o)| o).collect();
     match conn {
-        DbConn::Pg(c) => diesel::insert_into(operators::table).values(&rows).execute(c)?,
-        DbConn::Sqlite(c) => diesel::insert_into(operators::table).values(&rows).execute(c)?,
+        DbConn::Pg(c) => diesel::insert_into(operators::table)
+            .values(&rows)
+            .execute(c)?,
+        DbConn::Sqlite(c) => diesel::insert_into(operators::table)
+            .values(&rows)
+            .execute(c)?,
     };
     Ok(())
 }
@@ -235,8 +251,11 @@ pub fn import_customers<R: Read>(
 ) -> Result<Imported, ImportError> {
     let result = write_transaction(conn, |conn| {
         bump_data_version(conn)?;
-        let operator_ids: HashSet<i64> =
-            operators::table.select(operators::id).load::<i64>(conn)?.into_iter().collect();
+        let operator_ids: HashSet<i64> = operators::table
+            .select(operators::id)
+            .load::<i64>(conn)?
+            .into_iter()
+            .collect();
         let mut seen = HashSet::new();
         let mut batch: Vec<(u64, NewCustomer)> = Vec::with_capacity(BATCH_ROWS);
         let rows = for_each_record(input, &CUSTOMER_COLUMNS, progress, |line, f| {
@@ -266,8 +285,18 @@ fn parse_customer(
     fields: [&str; 10],
     operator_ids: &HashSet<i64>,
 ) -> Result<NewCustomer, ImportError> {
-    let [id, operator_id, full_name, email, phone, city, country, plan, status, created_at] =
-        fields;
+    let [
+        id,
+        operator_id,
+        full_name,
+        email,
+        phone,
+        city,
+        country,
+        plan,
+        status,
+        created_at,
+    ] = fields;
     let at = |field: &'static str| move |e: String| row_error(line, field, e);
     let operator_id = validate::positive_id(operator_id).map_err(at("operator_id"))?;
     if !operator_ids.contains(&operator_id) {
@@ -310,8 +339,15 @@ fn insert_customer_batch(
         .first(conn)
         .optional()?;
     if let Some(id) = existing {
-        let line = batch.iter().find(|(_, c)| c.id == id).map_or(0, |(l, _)| *l);
-        return Err(row_error(line, "id", format!("customer {id} already exists")));
+        let line = batch
+            .iter()
+            .find(|(_, c)| c.id == id)
+            .map_or(0, |(l, _)| *l);
+        return Err(row_error(
+            line,
+            "id",
+            format!("customer {id} already exists"),
+        ));
     }
     let rows: Vec<NewCustomer> = batch.drain(..).map(|(_, c)| c).collect();
     insert_customers(conn, &rows)?;
@@ -321,16 +357,24 @@ fn insert_customer_batch(
 /// Inserts already validated customers (used by import and seed).
 pub fn insert_customers(conn: &mut DbConn, rows: &[NewCustomer]) -> QueryResult<usize> {
     match conn {
-        DbConn::Pg(c) => diesel::insert_into(customers::table).values(rows).execute(c),
-        DbConn::Sqlite(c) => diesel::insert_into(customers::table).values(rows).execute(c),
+        DbConn::Pg(c) => diesel::insert_into(customers::table)
+            .values(rows)
+            .execute(c),
+        DbConn::Sqlite(c) => diesel::insert_into(customers::table)
+            .values(rows)
+            .execute(c),
     }
 }
 
 /// Inserts already validated operators (used by seed).
 pub fn insert_operators(conn: &mut DbConn, rows: &[Operator]) -> QueryResult<usize> {
     match conn {
-        DbConn::Pg(c) => diesel::insert_into(operators::table).values(rows).execute(c),
-        DbConn::Sqlite(c) => diesel::insert_into(operators::table).values(rows).execute(c),
+        DbConn::Pg(c) => diesel::insert_into(operators::table)
+            .values(rows)
+            .execute(c),
+        DbConn::Sqlite(c) => diesel::insert_into(operators::table)
+            .values(rows)
+            .execute(c),
     }
 }
 

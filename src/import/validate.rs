@@ -93,9 +93,7 @@ pub fn positive_id(value: &str) -> Result<i64, String> {
 pub fn timestamp(value: &str) -> Result<NaiveDateTime, String> {
     DateTime::parse_from_rfc3339(value.trim())
         .map(|t| t.with_timezone(&Utc).naive_utc())
-        .map_err(|_| {
-            format!("{value:?} is not an RFC 3339 time such as 2024-05-01T12:30:00Z")
-        })
+        .map_err(|_| format!("{value:?} is not an RFC 3339 time such as 2024-05-01T12:30:00Z"))
 }
 
 /// The RFC 3339 UTC form used in CSV exports and the API.
@@ -111,7 +109,9 @@ mod tests {
     fn emails_need_a_local_part_and_a_dotted_domain() {
         assert!(email("a@b.co").is_ok());
         assert!(email("o'brien@example.com").is_ok());
-        for bad in ["", "a", "a@b", "@b.co", "a@.co", "a b@c.de", "a@b..de", "a@b.de."] {
+        for bad in [
+            "", "a", "a@b", "@b.co", "a@.co", "a b@c.de", "a@b..de", "a@b.de.",
+        ] {
             assert!(email(bad).is_err(), "{bad}");
         }
     }

@@ -49,7 +49,10 @@ impl FieldErrors {
     pub fn to_json(&self) -> Value {
         let mut map = Map::new();
         for (field, message) in &self.0 {
-            map.insert(field.clone(), Value::Array(vec![Value::String(message.clone())]));
+            map.insert(
+                field.clone(),
+                Value::Array(vec![Value::String(message.clone())]),
+            );
         }
         Value::Object(map)
     }
@@ -109,7 +112,10 @@ fn parse_search(params: &Params, errors: &mut FieldErrors) -> Vec<String> {
     if terms.len() > MAX_SEARCH_TERMS {
         errors.add(
             "search",
-            format!("Use at most {MAX_SEARCH_TERMS} search terms (there are {}).", terms.len()),
+            format!(
+                "Use at most {MAX_SEARCH_TERMS} search terms (there are {}).",
+                terms.len()
+            ),
         );
         return Vec::new();
     }
@@ -197,7 +203,10 @@ impl CustomerFilter {
         let plan = parse_choice(params, "plan", &PLANS, &mut errors);
         let country = parse_country(params, &mut errors);
         let operator = params.get_non_empty("operator").and_then(|v| {
-            v.trim().parse::<i64>().map_err(|_| errors.add("operator", "Enter a number.".into())).ok()
+            v.trim()
+                .parse::<i64>()
+                .map_err(|_| errors.add("operator", "Enter a number.".into()))
+                .ok()
         });
         let created_after = parse_date(params, "created_after", &mut errors);
         let created_before = parse_date(params, "created_before", &mut errors);
@@ -226,7 +235,10 @@ impl CustomerFilter {
     fn filtered(&self) -> customers::BoxedQuery<'static, Backend> {
         let mut q = customers::table.into_boxed::<Backend>();
         for term in &self.search_terms {
-            if term.chars().any(|c| c == SEARCH_SEPARATOR || c.is_control()) {
+            if term
+                .chars()
+                .any(|c| c == SEARCH_SEPARATOR || c.is_control())
+            {
                 // No stored field contains control characters.
                 q = q.filter(customers::id.ne(customers::id));
                 continue;
@@ -273,8 +285,12 @@ impl CustomerFilter {
                 (_, CustomerField::Id, true) => q.then_order_by(customers::id.desc()),
                 (_, CustomerField::FullName, false) => q.then_order_by(customers::full_name.asc()),
                 (_, CustomerField::FullName, true) => q.then_order_by(customers::full_name.desc()),
-                (_, CustomerField::CreatedAt, false) => q.then_order_by(customers::created_at.asc()),
-                (_, CustomerField::CreatedAt, true) => q.then_order_by(customers::created_at.desc()),
+                (_, CustomerField::CreatedAt, false) => {
+                    q.then_order_by(customers::created_at.asc())
+                }
+                (_, CustomerField::CreatedAt, true) => {
+                    q.then_order_by(customers::created_at.desc())
+                }
             };
         }
         // Default ordering by id, and id as the final tie-breaker so pages
@@ -356,9 +372,7 @@ impl OperatorFilter {
                 lower(operators::name)
                     .like(pattern.clone())
                     .escape('\\')
-                    .or(lower(operators::support_email)
-                        .like(pattern)
-                        .escape('\\')),
+                    .or(lower(operators::support_email).like(pattern).escape('\\')),
             );
         }
         if let Some(c) = &self.country {
@@ -387,8 +401,12 @@ impl OperatorFilter {
                 (false, OperatorField::Id, true) => q.then_order_by(operators::id.desc()),
                 (false, OperatorField::Name, false) => q.then_order_by(operators::name.asc()),
                 (false, OperatorField::Name, true) => q.then_order_by(operators::name.desc()),
-                (false, OperatorField::CreatedAt, false) => q.then_order_by(operators::created_at.asc()),
-                (false, OperatorField::CreatedAt, true) => q.then_order_by(operators::created_at.desc()),
+                (false, OperatorField::CreatedAt, false) => {
+                    q.then_order_by(operators::created_at.asc())
+                }
+                (false, OperatorField::CreatedAt, true) => {
+                    q.then_order_by(operators::created_at.desc())
+                }
             };
         }
         if !has_id {
@@ -498,8 +516,10 @@ mod tests {
 
     #[test]
     fn invalid_filter_values_are_reported_per_field() {
-        let err = CustomerFilter::from_params(&params("status=bogus&created_after=2024-13-01&operator=x"))
-            .unwrap_err();
+        let err = CustomerFilter::from_params(&params(
+            "status=bogus&created_after=2024-13-01&operator=x",
+        ))
+        .unwrap_err();
         assert_eq!(
             err.to_json().to_string(),
             r#"{"status":["Select a valid choice. bogus is not one of the available choices."],"operator":["Enter a number."],"created_after":["Enter a valid date."]}"#
@@ -508,8 +528,9 @@ mod tests {
 
     #[test]
     fn empty_values_and_unknown_parameters_are_ignored() {
-        let f = CustomerFilter::from_params(&params("status=&plan=&foo=bar&ordering=nope,-created_at"))
-            .unwrap();
+        let f =
+            CustomerFilter::from_params(&params("status=&plan=&foo=bar&ordering=nope,-created_at"))
+                .unwrap();
         assert_eq!(f.status, None);
         assert_eq!(
             f.ordering,
@@ -522,11 +543,26 @@ mod tests {
 
     #[test]
     fn page_sizes_follow_drf() {
-        assert_eq!(PageRequest::from_params(&params("page_size=500")).page_size, 100);
-        assert_eq!(PageRequest::from_params(&params("page_size=0")).page_size, 50);
-        assert_eq!(PageRequest::from_params(&params("page_size=-3")).page_size, 50);
-        assert_eq!(PageRequest::from_params(&params("page_size=x")).page_size, 50);
-        assert_eq!(PageRequest::from_params(&params("page_size=7")).page_size, 7);
+        assert_eq!(
+            PageRequest::from_params(&params("page_size=500")).page_size,
+            100
+        );
+        assert_eq!(
+            PageRequest::from_params(&params("page_size=0")).page_size,
+            50
+        );
+        assert_eq!(
+            PageRequest::from_params(&params("page_size=-3")).page_size,
+            50
+        );
+        assert_eq!(
+            PageRequest::from_params(&params("page_size=x")).page_size,
+            50
+        );
+        assert_eq!(
+            PageRequest::from_params(&params("page_size=7")).page_size,
+            7
+        );
     }
 
     #[test]
@@ -536,7 +572,10 @@ mod tests {
         assert_eq!(req("page=2").resolve(0), None);
         assert_eq!(req("page=0").resolve(10), None);
         assert_eq!(req("page=x").resolve(10), None);
-        assert_eq!(req("page=last&page_size=3").resolve(10).map(|p| p.number), Some(4));
+        assert_eq!(
+            req("page=last&page_size=3").resolve(10).map(|p| p.number),
+            Some(4)
+        );
         assert_eq!(req("page=5&page_size=3").resolve(10), None);
     }
 }

@@ -139,7 +139,8 @@ impl ResponseError for PageError {
                 tracing::error!(request_id = %request_id.as_deref().unwrap_or("-"), %cause, "service unavailable");
                 (
                     "Temporarily unavailable",
-                    "The database cannot be reached right now. Please try again in a moment.".into(),
+                    "The database cannot be reached right now. Please try again in a moment."
+                        .into(),
                 )
             }
             PageError::Internal(cause) => {

@@ -165,9 +165,18 @@ pub async fn security_headers(
         .is_some_and(|c| c.https);
     let mut res = next.call(req).await?;
     let h = res.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         HeaderName::from_static("cross-origin-opener-policy"),
@@ -193,7 +202,10 @@ pub async fn security_headers(
             HeaderValue::from_static("public, max-age=3600"),
         );
     } else {
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store, private"));
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store, private"),
+        );
         h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     }
     Ok(res)

@@ -79,7 +79,11 @@ route_table! {
 
 /// All routes, pages and API.
 pub fn all_routes() -> Vec<RouteInfo> {
-    PAGE_ROUTES.iter().chain(api::ROUTES.iter()).copied().collect()
+    PAGE_ROUTES
+        .iter()
+        .chain(api::ROUTES.iter())
+        .copied()
+        .collect()
 }
 
 /// Registers every route. The session middleware wraps only the pages:
@@ -88,14 +92,18 @@ pub fn configure(
     cfg: &mut web::ServiceConfig,
     session: actix_session::SessionMiddleware<crate::auth::session_store::DbSessionStore>,
 ) {
-    cfg.service(web::scope("/api").configure(api::register).default_service(web::to(api::not_found)))
-        .service(web::resource("/static/{file}").route(web::get().to(statics::serve)))
-        .service(
-            web::scope("")
-                .wrap(session)
-                .configure(register_pages)
-                .default_service(web::to(pages::not_found)),
-        );
+    cfg.service(
+        web::scope("/api")
+            .configure(api::register)
+            .default_service(web::to(api::not_found)),
+    )
+    .service(web::resource("/static/{file}").route(web::get().to(statics::serve)))
+    .service(
+        web::scope("")
+            .wrap(session)
+            .configure(register_pages)
+            .default_service(web::to(pages::not_found)),
+    );
 }
 
 /// The absolute URL of this request (scheme from `ClientInfo`), as DRF's

@@ -26,8 +26,14 @@ fn count(db: &TestDb, table: &str) -> i64 {
     let mut conn = database.get().expect("conn");
     use custos::db::schema::{customers, operators, users};
     match table {
-        "customers" => customers::table.count().get_result(&mut *conn).expect("count"),
-        "operators" => operators::table.count().get_result(&mut *conn).expect("count"),
+        "customers" => customers::table
+            .count()
+            .get_result(&mut *conn)
+            .expect("count"),
+        "operators" => operators::table
+            .count()
+            .get_result(&mut *conn)
+            .expect("count"),
         "users" => users::table.count().get_result(&mut *conn).expect("count"),
         _ => unreachable!(),
     }
@@ -59,7 +65,10 @@ fn every_command_has_help() {
 #[test]
 fn passwords_are_never_taken_from_arguments() {
     let db = TestDb::new(&Backend::Sqlite);
-    let out = db.custos(&["user", "create", "--username", "bob", "--password", "x"], None);
+    let out = db.custos(
+        &["user", "create", "--username", "bob", "--password", "x"],
+        None,
+    );
     assert!(!out.status.success());
     let out = db.custos(&["user", "create", "--username", "bob"], None);
     assert!(!out.status.success(), "--password-stdin is required");

@@ -7,7 +7,10 @@ use crate::helpers::*;
 use custos::config::Settings;
 
 fn settings(vars: &[(&str, &str)]) -> Result<Settings, custos::config::ConfigError> {
-    let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     Settings::from_lookup(|k| map.get(k).cloned())
 }
 
@@ -38,7 +41,10 @@ fn the_binary_reports_config_errors_without_panicking() {
     let env = HashMap::from([
         ("DATABASE_URL".to_string(), "/tmp/never.db".to_string()),
         ("CUSTOS_SECRET_KEY".to_string(), TEST_SECRET.to_string()),
-        ("CUSTOS_API_USER_RATE".to_string(), "200/fortnight".to_string()),
+        (
+            "CUSTOS_API_USER_RATE".to_string(),
+            "200/fortnight".to_string(),
+        ),
     ]);
     let out = run_custos(&env, &["migrate"], None);
     assert_eq!(out.status.code(), Some(2));
@@ -81,7 +87,10 @@ fn a_generated_secret_is_kept_in_a_private_file_and_reused() {
 fn serve_refuses_plain_http_on_a_public_address() {
     let dir = tempfile::tempdir().unwrap();
     let env = HashMap::from([
-        ("DATABASE_URL".to_string(), dir.path().join("c.db").to_string_lossy().into_owned()),
+        (
+            "DATABASE_URL".to_string(),
+            dir.path().join("c.db").to_string_lossy().into_owned(),
+        ),
         ("CUSTOS_SECRET_KEY".to_string(), TEST_SECRET.to_string()),
         ("CUSTOS_BIND".to_string(), "0.0.0.0:0".to_string()),
     ]);

@@ -3,9 +3,9 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
-use std::io::Write;
 
 use custos::config::Settings;
 use custos::db::models::Role;
@@ -91,7 +91,8 @@ impl TestDb {
             }
             Backend::Postgres(server) => {
                 let name = format!("custos_test_{}", random_suffix());
-                let mut admin = PgConnection::establish(server).expect("connect to test PostgreSQL");
+                let mut admin =
+                    PgConnection::establish(server).expect("connect to test PostgreSQL");
                 diesel::sql_query(format!("CREATE DATABASE {name}"))
                     .execute(&mut admin)
                     .expect("create test database");
@@ -188,7 +189,8 @@ pub async fn spawn_app_on(db: TestDb, extra: &[(&str, &str)]) -> TestApp {
         env.insert((*k).to_owned(), (*v).to_owned());
     }
     let settings = settings_from(&env);
-    let database = Database::connect(&settings.database_url, settings.db_pool_size).expect("connect");
+    let database =
+        Database::connect(&settings.database_url, settings.db_pool_size).expect("connect");
     database.migrate().expect("migrate");
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let app = Application::build_with(settings, database.clone(), listener).expect("build app");
@@ -259,7 +261,12 @@ impl TestApp {
     }
 
     /// Signs in through the login form; returns the response (a 303 on success).
-    pub async fn login(&self, client: &reqwest::Client, username: &str, password: &str) -> reqwest::Response {
+    pub async fn login(
+        &self,
+        client: &reqwest::Client,
+        username: &str,
+        password: &str,
+    ) -> reqwest::Response {
         self.login_next(client, username, password, "").await
     }
 

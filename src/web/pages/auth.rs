@@ -8,16 +8,16 @@ use diesel::prelude::*;
 use serde::Deserialize;
 
 use super::safe_next;
+use crate::auth::AuthUser;
 use crate::auth::csrf::{self, CsrfForm};
 use crate::auth::extract::LOGIN_AT_KEY;
 use crate::auth::login::{self, LoginOutcome};
 use crate::auth::session_store::USER_ID_KEY;
-use crate::auth::AuthUser;
 use crate::db::models::User;
 use crate::db::schema::users;
 use crate::db::{DbError, now};
-use crate::web::error::PageError;
 use crate::web::AppState;
+use crate::web::error::PageError;
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -66,7 +66,10 @@ fn redirect(to: &str) -> HttpResponse {
         .finish()
 }
 
-pub async fn login_form(req: HttpRequest, query: web::Query<NextQuery>) -> Result<HttpResponse, PageError> {
+pub async fn login_form(
+    req: HttpRequest,
+    query: web::Query<NextQuery>,
+) -> Result<HttpResponse, PageError> {
     let next = query.next.as_deref().and_then(safe_next).unwrap_or("/");
     if req
         .get_session()
@@ -101,7 +104,11 @@ pub async fn login_submit(
 ) -> Result<HttpResponse, PageError> {
     let next = safe_next(&form.next).unwrap_or("/").to_owned();
     let username = form.username.trim();
-    if username.is_empty() || form.password.is_empty() || username.len() > 150 || form.password.len() > 1024 {
+    if username.is_empty()
+        || form.password.is_empty()
+        || username.len() > 150
+        || form.password.len() > 1024
+    {
         return render_login(&req, &next, username, Some(login::GENERIC_FAILURE), None);
     }
     match login::attempt(&state, username, &form.password).await? {
@@ -117,16 +124,24 @@ pub async fn login_submit(
 
 /// Signs `user` in on this request: a new session id (against fixation),
 /// a fresh CSRF token, and the login time for the absolute limit.
-pub async fn start_session(req: &HttpRequest, state: &AppState, user: &User) -> Result<(), PageError> {
+pub async fn start_session(
+    req: &HttpRequest,
+    state: &AppState,
+    user: &User,
+) -> Result<(), PageError> {
     let session = req.get_session();
     session.renew();
     session.clear();
     let insert_failed = |e: actix_session::SessionInsertError| PageError::Internal(e.to_string());
-    session.insert(USER_ID_KEY, user.id).map_err(insert_failed)?;
+    session
+        .insert(USER_ID_KEY, user.id)
+        .map_err(insert_failed)?;
     session
         .insert(LOGIN_AT_KEY, chrono::Utc::now().timestamp())
         .map_err(insert_failed)?;
-    session.insert(csrf::SESSION_KEY, csrf::new_token()).map_err(insert_failed)?;
+    session
+        .insert(csrf::SESSION_KEY, csrf::new_token())
+        .map_err(insert_failed)?;
     if user.failed_since_last_login > 0 {
         session
             .insert("failed_logins_notice", user.failed_since_last_login)

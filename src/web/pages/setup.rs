@@ -50,7 +50,12 @@ async fn check_open(state: &AppState, token: &str) -> Result<(), PageError> {
     }
 }
 
-fn render(req: &HttpRequest, token: &str, username: &str, error: Option<&str>) -> Result<HttpResponse, PageError> {
+fn render(
+    req: &HttpRequest,
+    token: &str,
+    username: &str,
+    error: Option<&str>,
+) -> Result<HttpResponse, PageError> {
     let (csrf_token, cookie) = csrf::token_for(req);
     let body = SetupPage {
         csrf_token: &csrf_token,
@@ -99,7 +104,12 @@ pub async fn setup_submit(
         return render(&req, &form.token, &username, Some(&e.to_string()));
     }
     if form.password != form.password2 {
-        return render(&req, &form.token, &username, Some("The two passwords differ."));
+        return render(
+            &req,
+            &form.token,
+            &username,
+            Some("The two passwords differ."),
+        );
     }
     if let Err(reason) = password::check_policy(&username, &form.password) {
         return render(&req, &form.token, &username, Some(&reason));
