@@ -90,6 +90,7 @@ impl TestDb {
                 }
             }
             Backend::Postgres(server) => {
+                custos::db::init_tls_library();
                 let name = format!("custos_test_{}", random_suffix());
                 let mut admin =
                     PgConnection::establish(server).expect("connect to test PostgreSQL");
