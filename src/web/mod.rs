@@ -75,6 +75,17 @@ route_table! {
     "/logout" [User] { POST => pages::auth::logout }
     "/setup" [Public] { GET => pages::setup::setup_form, POST => pages::setup::setup_submit }
     "/" [User] { GET => pages::home::home }
+    "/admin" [Admin] { GET => crate::admin::index }
+    "/admin/users" [Admin] { GET => crate::admin::users::list, POST => crate::admin::users::create }
+    "/admin/users/{id}" [Admin] { GET => crate::admin::users::detail }
+    "/admin/users/{id}/password" [Admin] { POST => crate::admin::users::reset_password }
+    "/admin/users/{id}/deactivate" [Admin] { POST => crate::admin::users::deactivate }
+    "/admin/users/{id}/activate" [Admin] { POST => crate::admin::users::activate }
+    "/admin/users/{id}/role" [Admin] { POST => crate::admin::users::set_role }
+    "/admin/users/{id}/end-sessions" [Admin] { POST => crate::admin::users::end_sessions }
+    "/admin/users/{id}/tokens/{token_id}/revoke" [Admin] { POST => crate::admin::users::revoke_token }
+    "/admin/audit" [Admin] { GET => crate::admin::audit::browse }
+    "/admin/audit/export.csv" [Admin] { GET => crate::admin::audit::export }
 }
 
 /// All routes, pages and API.
