@@ -107,6 +107,16 @@ impl TestDb {
         }
     }
 
+    /// The same database for a second app instance (the first keeps
+    /// owning any temporary directory).
+    pub fn shared(&self) -> TestDb {
+        TestDb {
+            url: self.url.clone(),
+            backend: self.backend.clone(),
+            _dir: None,
+        }
+    }
+
     /// Environment for this database (config tests, CLI runs).
     pub fn env(&self) -> HashMap<String, String> {
         HashMap::from([

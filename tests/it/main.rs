@@ -7,6 +7,8 @@
 
 mod helpers;
 
+mod admin_users;
+
 mod cli;
 mod config;
 mod session;
