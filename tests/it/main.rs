@@ -8,6 +8,7 @@
 mod helpers;
 
 mod admin_users;
+mod login_guard;
 
 mod cli;
 mod config;
