@@ -8,6 +8,7 @@
 mod helpers;
 
 mod admin_users;
+mod audit_trail;
 mod login_guard;
 
 mod cli;
