@@ -296,4 +296,60 @@ backend_tests! {
         let res = post(&app, &admin, &format!("/admin/users/{root_id}/tokens/{token_id}/revoke"), &[]).await;
         assert_eq!(res.status(), 404);
     }
+
+    async fn user_commands_from_the_shell_end_sessions_list_and_revoke_tokens_and_are_audited(backend) {
+        let app = spawn_app(&backend).await;
+        let out = app.db.custos(&["user", "create", "--username", "newbie", "--must-change", "--password-stdin"], Some("a-first-long-passphrase-1\n"));
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(user(&app, "newbie").await.must_change_password, "--must-change is kept");
+        let out = app.db.custos(&["user", "create", "--username", "plain", "--password-stdin"], Some("a-first-long-passphrase-2\n"));
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(!user(&app, "plain").await.must_change_password);
+
+        let bob = app.signed_in("bob", Role::Staff).await;
+        let bob_id = user(&app, "bob").await.id;
+        let (key, token_id) = token_for(&app, bob_id).await;
+        let (other_key, _) = token_for(&app, bob_id).await;
+
+        let out = app.db.custos(&["user", "end-sessions", "--username", "bob", "--sessions-only"], None);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stdout(&out).contains("Ended 1 session of \"bob\""), "{}", stdout(&out));
+        assert_eq!(page(&app, &bob, "/").await.status(), 303, "the session has ended");
+        assert!(token_works(&app, &key).await && token_works(&app, &other_key).await, "--sessions-only keeps tokens");
+
+        let listed = stdout(&app.db.custos(&["user", "tokens", "--username", "bob"], None));
+        assert!(listed.contains(&format!("{}…", &key[..8])), "{listed}");
+        assert!(listed.contains(&token_id.to_string()), "{listed}");
+        assert!(!listed.contains(&key) && !listed.contains(&other_key), "never a whole token: {listed}");
+
+        let id = token_id.to_string();
+        let out = app.db.custos(&["user", "revoke-token", "--username", "bob", "--id", &id], None);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(!token_works(&app, &key).await, "revoked");
+        assert!(token_works(&app, &other_key).await, "only that token");
+        let again = app.db.custos(&["user", "revoke-token", "--username", "bob", "--id", &id], None);
+        assert!(!again.status.success());
+        assert!(stderr(&again).contains("already revoked"), "{}", stderr(&again));
+        let foreign = app.db.custos(&["user", "revoke-token", "--username", "plain", "--id", &id], None);
+        assert!(stderr(&foreign).contains("has no API token with id"), "{}", stderr(&foreign));
+
+        let out = app.db.custos(&["user", "end-sessions", "--username", "bob"], None);
+        assert!(stdout(&out).contains("revoked 1 API token of"), "{}", stdout(&out));
+        assert!(!token_works(&app, &other_key).await, "without --sessions-only tokens end too");
+        assert!(stdout(&app.db.custos(&["user", "tokens", "--username", "bob"], None)).contains("no live API tokens"));
+
+        let entries = crate::login_guard::audit_entries(&app).await;
+        for (path, detail) in [
+            ("custos user create", "Created the staff account \"newbie\""),
+            ("custos user end-sessions", "Ended 1 session of \"bob\""),
+            ("custos user revoke-token", &format!("Revoked the API token {}…", &key[..8])),
+            ("custos user end-sessions", "revoked 1 API token of \"bob\""),
+        ] {
+            assert!(entries.iter().any(|e| e.kind == "admin" && e.path == path && e.detail.contains(detail)), "{path}: {detail} in {entries:?}");
+        }
+        for e in &entries {
+            assert!(!e.detail.contains(&key) && !e.detail.contains(&other_key));
+            assert!(!e.detail.contains("a-first-long-passphrase"));
+        }
+    }
 }

@@ -9,6 +9,7 @@ mod helpers;
 
 mod admin_users;
 mod audit_trail;
+mod django;
 mod login_guard;
 
 mod cli;
