@@ -147,6 +147,35 @@ pub fn insert(conn: &mut DbConn, entry: &NewAuditEntry) -> QueryResult<usize> {
         .execute(conn)
 }
 
+/// A row for an event that no request carries: the command line
+/// (`source` names the command) or the server's own housekeeping.
+pub fn system_entry(event: AuditEvent, source: &str) -> NewAuditEntry {
+    NewAuditEntry {
+        at: now(),
+        user_id: event.user.as_ref().map(|u| u.0),
+        username: event.user.map(|u| u.1),
+        kind: event.kind.as_str().to_owned(),
+        client_addr: "-".to_owned(),
+        path: source.chars().take(2048).collect(),
+        detail: event.detail.chars().take(1000).collect(),
+        row_count: event.row_count,
+        customer_ids: None,
+        request_id: "-".to_owned(),
+    }
+}
+
+/// The (id, username) actor of an event.
+pub fn actor(user: &crate::db::models::User) -> Option<(i64, String)> {
+    Some((user.id, user.username.clone()))
+}
+
+/// Deletes entries older than `retention_days` (run by the server's
+/// housekeeping; the log is otherwise never changed).
+pub fn prune(conn: &mut DbConn, retention_days: u32) -> QueryResult<usize> {
+    let cutoff = now() - chrono::Duration::days(i64::from(retention_days));
+    diesel::delete(audit_log::table.filter(audit_log::at.lt(cutoff))).execute(conn)
+}
+
 /// Records an event for a request (on the blocking pool).
 pub async fn record(state: &AppState, req: &HttpRequest, event: AuditEvent) -> Result<(), DbError> {
     let entry = entry_for(req, event);

@@ -71,6 +71,9 @@ enum UserCommand {
         /// Read the password from standard input (required).
         #[arg(long, required = true)]
         password_stdin: bool,
+        /// Make the user choose a new password at first login.
+        #[arg(long)]
+        must_change: bool,
     },
     /// Set an account's password (read from standard input); ends its sessions and tokens.
     SetPassword {
@@ -105,6 +108,22 @@ enum UserCommand {
     EndSessions {
         #[arg(long)]
         username: String,
+        /// End the sessions only; API tokens keep working.
+        #[arg(long)]
+        sessions_only: bool,
+    },
+    /// List an account's live API tokens (prefix and id; never the token).
+    Tokens {
+        #[arg(long)]
+        username: String,
+    },
+    /// Revoke one API token of an account (ids from `custos user tokens`).
+    RevokeToken {
+        #[arg(long)]
+        username: String,
+        /// The token's id.
+        #[arg(long)]
+        id: i64,
     },
     /// List accounts.
     List,
@@ -116,6 +135,17 @@ enum ImportCommand {
     Operators { file: PathBuf },
     /// Import customers: id,operator_id,full_name,email,phone,city,country,plan,status,created_at
     Customers { file: PathBuf },
+    /// Import accounts from Django's auth_user: username,password,is_active,is_staff,is_superuser
+    /// (pbkdf2_sha256 hashes kept as they are, upgraded to argon2id at the next login;
+    /// superusers become admins, everyone else staff).
+    Users { file: PathBuf },
+    /// Import DRF API keys: key,username (accounts must exist; only hashes are stored).
+    Tokens {
+        file: PathBuf,
+        /// Let the imported keys expire after this many days (default: never).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        expires_in_days: Option<u32>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -260,10 +290,31 @@ fn find_user(db: &Database, username: &str) -> Result<crate::db::models::User, C
         .ok_or_else(|| users::AccountError::NotFound(username.to_owned()).into())
 }
 
+/// Records an administrative change made from the command line in the
+/// audit trail (no web user: the actor is whoever ran the command).
+fn cli_audit(db: &Database, command: &str, detail: String) -> Result<(), CliError> {
+    let event = crate::audit::AuditEvent::new(crate::audit::AuditKind::Admin, None).detail(detail);
+    let entry = crate::audit::system_entry(event, command);
+    crate::audit::insert(&mut *db.get()?, &entry).map_err(|e| {
+        CliError::Usage(format!(
+            "the change was made, but recording it in the audit trail failed: {e}"
+        ))
+    })?;
+    Ok(())
+}
+
+/// The plural "s" for a count.
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
 fn user_command(db: &Database, cmd: UserCommand) -> Result<(), CliError> {
     match cmd {
         UserCommand::Create {
-            username, admin, ..
+            username,
+            admin,
+            must_change,
+            ..
         } => {
             users::check_username(&username)?;
             let pw = read_password_stdin()?;
@@ -271,9 +322,13 @@ fn user_command(db: &Database, cmd: UserCommand) -> Result<(), CliError> {
             let hash = password::hash_password(&pw)
                 .map_err(|e| CliError::Usage(format!("could not hash the password: {e}")))?;
             let role = if admin { Role::Admin } else { Role::Staff };
-            let user = users::create(&mut *db.get()?, &username, &hash, role, false)?;
+            let user = users::create(&mut *db.get()?, &username, &hash, role, must_change)?;
             println!("created {} account {:?}", role.as_str(), user.username);
-            Ok(())
+            cli_audit(
+                db,
+                "custos user create",
+                format!("Created the {} account {:?}.", role.as_str(), user.username),
+            )
         }
         UserCommand::SetPassword {
             username,
@@ -287,19 +342,38 @@ fn user_command(db: &Database, cmd: UserCommand) -> Result<(), CliError> {
                 .map_err(|e| CliError::Usage(format!("could not hash the password: {e}")))?;
             users::set_password(&mut *db.get()?, user.id, &hash, must_change, None)?;
             println!("password of {username:?} changed; its sessions and API tokens have ended");
-            Ok(())
+            cli_audit(
+                db,
+                "custos user set-password",
+                format!(
+                    "Set the password of {username:?}{}; their sessions and API tokens have ended.",
+                    if must_change {
+                        " (must change it at next login)"
+                    } else {
+                        ""
+                    }
+                ),
+            )
         }
         UserCommand::Deactivate { username } => {
             let user = find_user(db, &username)?;
             users::set_active(&mut *db.get()?, user.id, false)?;
             println!("deactivated {username:?}; its sessions and API tokens have ended");
-            Ok(())
+            cli_audit(
+                db,
+                "custos user deactivate",
+                format!("Deactivated {username:?}. Their sessions and API tokens have ended."),
+            )
         }
         UserCommand::Activate { username } => {
             let user = find_user(db, &username)?;
             users::set_active(&mut *db.get()?, user.id, true)?;
             println!("activated {username:?}");
-            Ok(())
+            cli_audit(
+                db,
+                "custos user activate",
+                format!("Reactivated {username:?}."),
+            )
         }
         UserCommand::SetRole { username, role } => {
             let user = find_user(db, &username)?;
@@ -307,17 +381,92 @@ fn user_command(db: &Database, cmd: UserCommand) -> Result<(), CliError> {
                 .ok_or_else(|| CliError::Usage("role is admin or staff".into()))?;
             users::set_role(&mut *db.get()?, user.id, role)?;
             println!("{username:?} is now {}", role.as_str());
+            cli_audit(
+                db,
+                "custos user set-role",
+                format!("{username:?} is now {}.", role.as_str()),
+            )
+        }
+        UserCommand::EndSessions {
+            username,
+            sessions_only,
+        } => {
+            let user = find_user(db, &username)?;
+            let message = if sessions_only {
+                let sessions = crate::admin::accounts::end_sessions(&mut *db.get()?, user.id)
+                    .map_err(DbError::from)?;
+                format!(
+                    "Ended {sessions} session{} of {username:?}.",
+                    plural(sessions)
+                )
+            } else {
+                let (sessions, tokens) =
+                    users::end_access(&mut *db.get()?, user.id).map_err(DbError::from)?;
+                format!(
+                    "Ended {sessions} session{} and revoked {tokens} API token{} of {username:?}.",
+                    plural(sessions),
+                    plural(tokens)
+                )
+            };
+            println!("{message}");
+            cli_audit(db, "custos user end-sessions", message)
+        }
+        UserCommand::Tokens { username } => {
+            let user = find_user(db, &username)?;
+            let live = crate::admin::accounts::live_tokens(&mut *db.get()?, user.id)
+                .map_err(DbError::from)?;
+            if live.is_empty() {
+                println!("{username:?} has no live API tokens.");
+                return Ok(());
+            }
+            println!(
+                "{:<8} {:<12} {:<17} {:<17} LAST USED (UTC)",
+                "ID", "TOKEN", "CREATED (UTC)", "EXPIRES (UTC)"
+            );
+            let fmt = |t: &chrono::NaiveDateTime| t.format("%Y-%m-%d %H:%M").to_string();
+            for t in live {
+                println!(
+                    "{:<8} {:<12} {:<17} {:<17} {}",
+                    t.id,
+                    format!("{}…", t.prefix),
+                    fmt(&t.created_at),
+                    t.expires_at
+                        .as_ref()
+                        .map(fmt)
+                        .unwrap_or_else(|| "never".into()),
+                    t.last_used_at
+                        .as_ref()
+                        .map(fmt)
+                        .unwrap_or_else(|| "never".into()),
+                );
+            }
             Ok(())
         }
-        UserCommand::EndSessions { username } => {
+        UserCommand::RevokeToken { username, id } => {
             let user = find_user(db, &username)?;
-            let (sessions, tokens) =
-                users::end_access(&mut *db.get()?, user.id).map_err(DbError::from)?;
-            println!("ended {sessions} sessions and revoked {tokens} API tokens of {username:?}");
-            Ok(())
+            let mut conn = db.get()?;
+            let token = crate::admin::accounts::find_token(&mut conn, user.id, id)
+                .map_err(DbError::from)?
+                .ok_or_else(|| {
+                    CliError::Usage(format!("{username:?} has no API token with id {id}"))
+                })?;
+            if !crate::admin::accounts::revoke_token(&mut conn, user.id, id)
+                .map_err(DbError::from)?
+            {
+                return Err(CliError::Usage(format!(
+                    "the API token {id} of {username:?} was already revoked or expired"
+                )));
+            }
+            drop(conn);
+            let message = format!(
+                "Revoked the API token {}… (#{id}) of {username:?}.",
+                token.prefix
+            );
+            println!("{message}");
+            cli_audit(db, "custos user revoke-token", message)
         }
         UserCommand::List => {
-            let all = users::list(&mut *db.get()?).map_err(DbError::from)?;
+            let all = crate::admin::accounts::list(&mut *db.get()?).map_err(DbError::from)?;
             if all.is_empty() {
                 println!(
                     "No accounts yet. Create one with: custos user create --username NAME --admin --password-stdin"
@@ -325,18 +474,21 @@ fn user_command(db: &Database, cmd: UserCommand) -> Result<(), CliError> {
                 return Ok(());
             }
             println!(
-                "{:<30} {:<6} {:<8} LAST LOGIN (UTC)",
-                "USERNAME", "ROLE", "ACTIVE"
+                "{:<30} {:<6} {:<8} {:<17} {:<8} TOKENS",
+                "USERNAME", "ROLE", "ACTIVE", "LAST LOGIN (UTC)", "SESSIONS"
             );
-            for u in all {
+            for a in all {
+                let u = a.user;
                 println!(
-                    "{:<30} {:<6} {:<8} {}",
+                    "{:<30} {:<6} {:<8} {:<17} {:<8} {}",
                     u.username,
                     u.role,
                     if u.is_active { "yes" } else { "no" },
                     u.last_login_at
                         .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
-                        .unwrap_or_else(|| "never".into())
+                        .unwrap_or_else(|| "never".into()),
+                    a.sessions,
+                    a.tokens,
                 );
             }
             Ok(())
@@ -384,6 +536,8 @@ fn import_command(db: &Database, cmd: ImportCommand) -> Result<(), CliError> {
     let (kind, path) = match &cmd {
         ImportCommand::Operators { file } => ("operators", file),
         ImportCommand::Customers { file } => ("customers", file),
+        ImportCommand::Users { file } => ("accounts", file),
+        ImportCommand::Tokens { file, .. } => ("API keys", file),
     };
     let (file, size) = import::open_file(path)?;
     let bar = Bar::bytes(size);
@@ -392,7 +546,16 @@ fn import_command(db: &Database, cmd: ImportCommand) -> Result<(), CliError> {
     let result = match cmd {
         ImportCommand::Operators { .. } => import::import_operators(&mut conn, reader, &bar),
         ImportCommand::Customers { .. } => import::import_customers(&mut conn, reader, &bar),
+        ImportCommand::Users { .. } => import::django::import_users(&mut conn, reader, &bar),
+        ImportCommand::Tokens {
+            expires_in_days, ..
+        } => {
+            let expires_at = expires_in_days
+                .map(|days| crate::db::now() + chrono::Duration::days(i64::from(days)));
+            import::django::import_tokens(&mut conn, reader, &bar, expires_at)
+        }
     };
+    drop(conn);
     match result {
         Ok(done) => {
             println!(
@@ -401,7 +564,20 @@ fn import_command(db: &Database, cmd: ImportCommand) -> Result<(), CliError> {
                 path.display(),
                 started.elapsed().as_secs_f64()
             );
-            Ok(())
+            let command = match kind {
+                "accounts" => "custos import users",
+                "API keys" => "custos import tokens",
+                _ => return Ok(()),
+            };
+            cli_audit(
+                db,
+                command,
+                format!(
+                    "Imported {} {kind} from the Django original ({}).",
+                    done.rows,
+                    path.display()
+                ),
+            )
         }
         Err(e @ ImportError::Row { .. }) => Err(CliError::Usage(format!(
             "{}: {e}; nothing was imported",

@@ -5,8 +5,10 @@
 //! - `import`, `seed`: getting customer data in.
 //! - `auth`: passwords, sessions, tokens, CSRF, authenticated extractors.
 //! - `web`: the HTTP application (pages, API, middleware, errors).
+//! - `admin`: the administrator's pages (accounts, audit trail); `audit`: the trail itself.
 //! - `server`: binding and running it; `cli`: the `custos` command.
 
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod cli;

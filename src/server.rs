@@ -333,7 +333,8 @@ fn redirect_to_https(req: &actix_web::HttpRequest, https_port: u16) -> actix_web
         .finish()
 }
 
-/// Periodic clean-up: expired sessions, old quota history.
+/// Periodic clean-up: expired sessions, old quota history, login failures
+/// too old to count, and audit entries past their retention.
 fn spawn_housekeeping(state: web::Data<AppState>, anon: web::Data<AnonThrottle>) {
     tokio::spawn(async move {
         // First run one period after start, not at once: a start is busy
@@ -343,6 +344,8 @@ fn spawn_housekeeping(state: web::Data<AppState>, anon: web::Data<AnonThrottle>)
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         loop {
             tick.tick().await;
+            // First, so it can record the idle expiries it prunes.
+            admin_housekeeping(&state).await;
             let result = state
                 .db
                 .run(|conn| crate::auth::session_store::prune_expired(conn).map_err(DbError::from))
@@ -361,4 +364,38 @@ fn spawn_housekeeping(state: web::Data<AppState>, anon: web::Data<AnonThrottle>)
             anon.prune();
         }
     });
+}
+
+/// The housekeeping of the login guard and the audit trail: records the
+/// idle expiry of signed-in sessions as it prunes them, forgets old login
+/// failures, and deletes audit entries older than the retention.
+pub async fn admin_housekeeping(state: &AppState) {
+    use crate::audit::{self, AuditEvent, AuditKind};
+    let limits = state.settings.login_limits;
+    let retention_days = state.settings.audit_retention_days;
+    let result = state
+        .db
+        .run(move |conn| {
+            let ended = crate::auth::session_store::prune_expired_signed_in(conn)?;
+            for session in ended {
+                let event = AuditEvent::new(
+                    AuditKind::SessionExpired,
+                    Some((session.user_id, session.username)),
+                )
+                .detail(format!(
+                    "idle timeout: the session expired at {} UTC",
+                    session.expired_at.format("%Y-%m-%d %H:%M:%S")
+                ));
+                audit::insert(conn, &audit::system_entry(event, "housekeeping"))?;
+            }
+            crate::auth::login_guard::prune(conn, &limits)?;
+            let pruned = audit::prune(conn, retention_days)?;
+            Ok::<_, DbError>(pruned)
+        })
+        .await;
+    match result {
+        Ok(0) => {}
+        Ok(pruned) => tracing::info!(pruned, retention_days, "old audit entries deleted"),
+        Err(e) => tracing::warn!(error = %e, "audit housekeeping failed"),
+    }
 }

@@ -4,6 +4,7 @@
 pub mod csrf;
 pub mod extract;
 pub mod login;
+pub mod login_guard;
 pub mod password;
 pub mod session_store;
 pub mod tokens;

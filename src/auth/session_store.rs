@@ -181,3 +181,84 @@ impl SessionStore for DbSessionStore {
 pub fn prune_expired(conn: &mut crate::db::DbConn) -> QueryResult<usize> {
     diesel::delete(sessions::table.filter(sessions::expires_at.le(now()))).execute(conn)
 }
+
+/// A signed-in session that ended by its idle timeout.
+#[derive(Debug, Clone)]
+pub struct ExpiredSession {
+    pub user_id: i64,
+    pub username: String,
+    pub expired_at: NaiveDateTime,
+}
+
+/// Deletes one expired session row if it is still there; returns whose it
+/// was. Exactly one caller (request or housekeeping, on any instance) gets
+/// `Some` for a given session, so its expiry is recorded once.
+fn claim_expired_row(
+    conn: &mut crate::db::DbConn,
+    row_id: &str,
+) -> QueryResult<Option<ExpiredSession>> {
+    use crate::db::schema::users;
+    let found: Option<(i64, String, NaiveDateTime)> = sessions::table
+        .inner_join(users::table)
+        .filter(sessions::id.eq(row_id))
+        .filter(sessions::expires_at.le(now()))
+        .select((users::id, users::username, sessions::expires_at))
+        .first(conn)
+        .optional()?;
+    let Some((user_id, username, expired_at)) = found else {
+        return Ok(None);
+    };
+    let deleted = diesel::delete(
+        sessions::table
+            .filter(sessions::id.eq(row_id))
+            .filter(sessions::expires_at.le(now())),
+    )
+    .execute(conn)?;
+    Ok((deleted == 1).then_some(ExpiredSession {
+        user_id,
+        username,
+        expired_at,
+    }))
+}
+
+/// Claims the expired session of a session key a request still carries
+/// (see [`claim_expired_row`]).
+pub fn claim_expired(
+    conn: &mut crate::db::DbConn,
+    key: &str,
+) -> QueryResult<Option<ExpiredSession>> {
+    claim_expired_row(conn, &session_id_hash(key))
+}
+
+/// Deletes every expired session; returns the signed-in ones this call
+/// removed, for the audit trail.
+pub fn prune_expired_signed_in(conn: &mut crate::db::DbConn) -> QueryResult<Vec<ExpiredSession>> {
+    let mut ended = Vec::new();
+    loop {
+        let batch: Vec<String> = sessions::table
+            .filter(sessions::expires_at.le(now()))
+            .filter(sessions::user_id.is_not_null())
+            .select(sessions::id)
+            .limit(500)
+            .load(conn)?;
+        if batch.is_empty() {
+            break;
+        }
+        let mut claimed_any = false;
+        for row_id in &batch {
+            if let Some(session) = claim_expired_row(conn, row_id)? {
+                ended.push(session);
+                claimed_any = true;
+            }
+        }
+        if !claimed_any && batch.len() < 500 {
+            break;
+        }
+        if !claimed_any {
+            // Another instance is pruning the same rows; leave it to it.
+            break;
+        }
+    }
+    prune_expired(conn)?;
+    Ok(ended)
+}

@@ -126,6 +126,16 @@ impl DbError {
     }
 }
 
+/// Initialises OpenSSL, which libpq uses, with `OPENSSL_INIT_NO_ATEXIT`.
+///
+/// Otherwise OpenSSL frees its tables in an exit handler while a pool
+/// thread may still be opening a connection, and the process crashes with
+/// SIGSEGV as it exits (seen with `custos user list` on PostgreSQL). Must
+/// run before the first PostgreSQL connection of the process; idempotent.
+pub fn init_tls_library() {
+    openssl_sys::init();
+}
+
 /// The shared pool plus which backend it speaks.
 #[derive(Clone)]
 pub struct Database {
@@ -137,6 +147,7 @@ impl Database {
     /// Opens a pool of `size` connections. Fails fast (with the cause) if
     /// the database cannot be reached at all.
     pub fn connect(url: &DatabaseUrl, size: u32) -> Result<Self, DbError> {
+        init_tls_library();
         if let DatabaseUrl::Sqlite(path) = url
             && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
             && !dir.is_dir()

@@ -5,6 +5,7 @@
 //! `line N: <field>: <reason>` and the database is left exactly as it was.
 
 mod countries;
+pub mod django;
 pub mod validate;
 
 use std::collections::HashSet;

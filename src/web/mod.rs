@@ -85,6 +85,17 @@ route_table! {
     "/account/password" [User] { POST => pages::account::change_password }
     "/account/tokens" [User] { POST => pages::account::create_token }
     "/account/tokens/revoke" [User] { POST => pages::account::revoke_token }
+    "/admin" [Admin] { GET => crate::admin::index }
+    "/admin/users" [Admin] { GET => crate::admin::users::list, POST => crate::admin::users::create }
+    "/admin/users/{id}" [Admin] { GET => crate::admin::users::detail }
+    "/admin/users/{id}/password" [Admin] { POST => crate::admin::users::reset_password }
+    "/admin/users/{id}/deactivate" [Admin] { POST => crate::admin::users::deactivate }
+    "/admin/users/{id}/activate" [Admin] { POST => crate::admin::users::activate }
+    "/admin/users/{id}/role" [Admin] { POST => crate::admin::users::set_role }
+    "/admin/users/{id}/end-sessions" [Admin] { POST => crate::admin::users::end_sessions }
+    "/admin/users/{id}/tokens/{token_id}/revoke" [Admin] { POST => crate::admin::users::revoke_token }
+    "/admin/audit" [Admin] { GET => crate::admin::audit::browse }
+    "/admin/audit/export.csv" [Admin] { GET => crate::admin::audit::export }
 }
 
 /// All routes, pages and API.

@@ -90,6 +90,7 @@ impl TestDb {
                 }
             }
             Backend::Postgres(server) => {
+                custos::db::init_tls_library();
                 let name = format!("custos_test_{}", random_suffix());
                 let mut admin =
                     PgConnection::establish(server).expect("connect to test PostgreSQL");
@@ -103,6 +104,16 @@ impl TestDb {
                     _dir: None,
                 }
             }
+        }
+    }
+
+    /// The same database for a second app instance (the first keeps
+    /// owning any temporary directory).
+    pub fn shared(&self) -> TestDb {
+        TestDb {
+            url: self.url.clone(),
+            backend: self.backend.clone(),
+            _dir: None,
         }
     }
 

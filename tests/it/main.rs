@@ -21,6 +21,10 @@ mod api_support;
 mod quota;
 mod sqlmap;
 mod tokens;
+mod admin_users;
+mod audit_trail;
+mod django;
+mod login_guard;
 
 mod cli;
 mod config;

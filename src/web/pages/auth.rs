@@ -8,16 +8,19 @@ use diesel::prelude::*;
 use serde::Deserialize;
 
 use super::safe_next;
+use crate::audit::{self, AuditEvent, AuditKind};
 use crate::auth::AuthUser;
 use crate::auth::csrf::{self, CsrfForm};
 use crate::auth::extract::LOGIN_AT_KEY;
 use crate::auth::login::{self, LoginOutcome};
+use crate::auth::login_guard::LockScope;
 use crate::auth::session_store::USER_ID_KEY;
 use crate::db::models::User;
 use crate::db::schema::users;
 use crate::db::{DbError, now};
 use crate::web::AppState;
 use crate::web::error::PageError;
+use crate::web::middleware::ClientInfo;
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -111,13 +114,65 @@ pub async fn login_submit(
     {
         return render_login(&req, &next, username, Some(login::GENERIC_FAILURE), None);
     }
-    match login::attempt(&state, username, &form.password).await? {
-        LoginOutcome::Failure => {
+    let client_addr = ClientInfo::of(&req).ip.to_string();
+    let outcome = login::attempt(&state, &client_addr, username, &form.password).await?;
+    match outcome {
+        LoginOutcome::Success {
+            user,
+            upgraded_hash,
+        } => {
+            start_session(&req, &state, &user).await?;
+            let mut detail = String::new();
+            if user.failed_since_last_login > 0 {
+                detail = format!(
+                    "{} failed attempts since the previous sign-in",
+                    user.failed_since_last_login
+                );
+            }
+            if upgraded_hash {
+                if !detail.is_empty() {
+                    detail.push_str("; ");
+                }
+                detail.push_str("password hash upgraded to argon2id");
+            }
+            let event =
+                AuditEvent::new(AuditKind::LoginSuccess, audit::actor(&user)).detail(detail);
+            audit::record(&state, &req, event).await?;
+            Ok(redirect(&next))
+        }
+        LoginOutcome::Failure { user, lock } => {
+            let reason = match &user {
+                None => "unknown username",
+                Some(u) if !u.is_active => "account deactivated",
+                Some(_) => "wrong password",
+            };
+            let actor = user.as_ref().and_then(audit::actor);
+            let event = AuditEvent::new(AuditKind::LoginFailure, actor.clone()).detail(reason);
+            audit::record(&state, &req, event).await?;
+            if let Some(lock) = lock {
+                let scope = match lock.scope {
+                    LockScope::Account => "account".to_owned(),
+                    LockScope::Address => format!("client address {client_addr}"),
+                };
+                let event = AuditEvent::new(AuditKind::LoginLocked, actor).detail(format!(
+                    "{scope} locked for {} s after {} failed attempts within {} s",
+                    lock.seconds,
+                    lock.failures,
+                    state.settings.login_limits.window.as_secs()
+                ));
+                audit::record(&state, &req, event).await?;
+            }
             render_login(&req, &next, username, Some(login::GENERIC_FAILURE), None)
         }
-        LoginOutcome::Success(user) => {
-            start_session(&req, &state, &user).await?;
-            Ok(redirect(&next))
+        LoginOutcome::Locked { user, lock } => {
+            let actor = user.as_ref().and_then(audit::actor);
+            let event = AuditEvent::new(AuditKind::LoginLocked, actor).detail(format!(
+                "attempt refused without checking the password: {} locked until {} UTC",
+                lock.scope.as_str(),
+                lock.until.format("%Y-%m-%d %H:%M:%S")
+            ));
+            audit::record(&state, &req, event).await?;
+            render_login(&req, &next, username, Some(login::GENERIC_FAILURE), None)
         }
     }
 }
@@ -166,12 +221,19 @@ pub async fn start_session(
 #[derive(Deserialize)]
 pub struct Empty {}
 
-pub async fn logout(user: AuthUser, _form: CsrfForm<Empty>) -> HttpResponse {
+pub async fn logout(
+    user: AuthUser,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    _form: CsrfForm<Empty>,
+) -> Result<HttpResponse, PageError> {
+    let event = AuditEvent::new(AuditKind::Logout, audit::actor(&user.user));
+    audit::record(&state, &req, event).await?;
     // purge() deletes the server-side session, so the old cookie is dead
     // even if someone kept a copy.
     user.session.purge();
-    HttpResponse::SeeOther()
+    Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/login?logged_out=1"))
         .insert_header(("Clear-Site-Data", "\"cache\", \"cookies\", \"storage\""))
-        .finish()
+        .finish())
 }

@@ -136,6 +136,13 @@ pub async fn setup_submit(
     }
     tracing::info!(username = %user.username, "first administrator created through /setup");
     super::auth::start_session(&req, &state, &user).await?;
+    let event =
+        crate::audit::AuditEvent::new(crate::audit::AuditKind::Setup, crate::audit::actor(&user))
+            .detail(format!(
+                "first administrator {:?} created through /setup",
+                user.username
+            ));
+    crate::audit::record(&state, &req, event).await?;
     Ok(HttpResponse::SeeOther()
         .insert_header((actix_web::http::header::LOCATION, "/"))
         .finish())
