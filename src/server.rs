@@ -20,8 +20,8 @@ use crate::auth::session_store::DbSessionStore;
 use crate::auth::users;
 use crate::config::Settings;
 use crate::db::{Database, DbError};
-use crate::tls::{self, ReloadableCert};
 use crate::quota::AnonThrottle;
+use crate::tls::{self, ReloadableCert};
 use crate::web::burst::{self, BurstConfig};
 use crate::web::error::{ApiError, PageError};
 use crate::web::{AppState, configure, middleware};
@@ -337,11 +337,9 @@ fn redirect_to_https(req: &actix_web::HttpRequest, https_port: u16) -> actix_web
 /// too old to count, and audit entries past their retention.
 fn spawn_housekeeping(state: web::Data<AppState>, anon: web::Data<AnonThrottle>) {
     tokio::spawn(async move {
-        // First run one period after start, not at once: a start is busy
-        // enough, and short-lived processes (tests) then never exit in the
-        // middle of a clean-up query.
-        let period = Duration::from_secs(300);
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        // The first tick is immediate: a restarted server prunes (and
+        // audits idle expiries) at once rather than five minutes later.
+        let mut tick = tokio::time::interval(Duration::from_secs(300));
         loop {
             tick.tick().await;
             // First, so it can record the idle expiries it prunes.
