@@ -9,7 +9,8 @@ use rand_chacha::ChaCha8Rng;
 use crate::db::models::{NewCustomer, Operator};
 use crate::db::schema::{customers, operators};
 use crate::db::{DbConn, write_transaction};
-use crate::import::{ImportError, Progress, bump_data_version, insert_customers, insert_operators};
+use crate::import::bulk::{InitialLoad, LOAD_BATCH_ROWS};
+use crate::import::{ImportError, Progress, bump_data_version, insert_operators};
 
 const FIRST_NAMES: &[&str] = &[
     "Anna",
@@ -177,16 +178,19 @@ pub fn seed(conn: &mut DbConn, plan: SeedPlan, progress: &dyn Progress) -> Resul
         for chunk in ops.chunks(BATCH) {
             insert_operators(conn, chunk)?;
         }
-        let mut batch = Vec::with_capacity(BATCH);
+        let load = InitialLoad::begin_if_empty(conn)?
+            .ok_or_else(|| ImportError::File("customers appeared during the seed".into()))?;
+        let mut batch = Vec::with_capacity(LOAD_BATCH_ROWS);
         for id in 1..=plan.customers as i64 {
             batch.push(customer(&mut rng, id, plan.operators as i64));
-            if batch.len() == BATCH {
-                insert_customers(conn, &batch)?;
+            if batch.len() == LOAD_BATCH_ROWS {
+                load.insert(conn, &batch)?;
                 batch.clear();
                 progress.advance(id as u64);
             }
         }
-        insert_customers(conn, &batch)?;
+        load.insert(conn, &batch)?;
+        load.finish(conn)?;
         progress.advance(plan.customers);
         Ok(())
     });

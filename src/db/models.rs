@@ -34,6 +34,8 @@ pub struct Customer {
 /// A customer row as inserted, with its derived search text.
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = customers)]
+// Plain values (no defaults), which PostgreSQL's binary COPY needs.
+#[diesel(treat_none_as_default_value = false)]
 pub struct NewCustomer {
     pub id: i64,
     pub operator_id: i64,

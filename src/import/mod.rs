@@ -4,6 +4,7 @@
 //! one write transaction: the first bad row aborts with
 //! `line N: <field>: <reason>` and the database is left exactly as it was.
 
+pub mod bulk;
 mod countries;
 pub mod django;
 pub mod validate;
@@ -257,8 +258,14 @@ pub fn import_customers<R: Read>(
             .load::<i64>(conn)?
             .into_iter()
             .collect();
+        let load = bulk::InitialLoad::begin_if_empty(conn)?;
+        let batch_rows = if load.is_some() {
+            bulk::LOAD_BATCH_ROWS
+        } else {
+            BATCH_ROWS
+        };
         let mut seen = HashSet::new();
-        let mut batch: Vec<(u64, NewCustomer)> = Vec::with_capacity(BATCH_ROWS);
+        let mut batch: Vec<(u64, NewCustomer)> = Vec::with_capacity(batch_rows);
         let rows = for_each_record(input, &CUSTOMER_COLUMNS, progress, |line, f| {
             let customer = parse_customer(line, f, &operator_ids)?;
             if !seen.insert(customer.id) {
@@ -269,12 +276,15 @@ pub fn import_customers<R: Read>(
                 ));
             }
             batch.push((line, customer));
-            if batch.len() == BATCH_ROWS {
-                insert_customer_batch(conn, &mut batch)?;
+            if batch.len() == batch_rows {
+                insert_customer_batch(conn, load.as_ref(), &mut batch)?;
             }
             Ok(())
         })?;
-        insert_customer_batch(conn, &mut batch)?;
+        insert_customer_batch(conn, load.as_ref(), &mut batch)?;
+        if let Some(load) = load {
+            load.finish(conn)?;
+        }
         Ok(rows)
     });
     progress.finish();
@@ -328,9 +338,16 @@ fn parse_customer(
 
 fn insert_customer_batch(
     conn: &mut DbConn,
+    load: Option<&bulk::InitialLoad>,
     batch: &mut Vec<(u64, NewCustomer)>,
 ) -> Result<(), ImportError> {
     if batch.is_empty() {
+        return Ok(());
+    }
+    if let Some(load) = load {
+        // The table started empty and `seen` rejects repeats in the file.
+        let rows: Vec<NewCustomer> = batch.drain(..).map(|(_, c)| c).collect();
+        load.insert(conn, &rows)?;
         return Ok(());
     }
     let ids: Vec<i64> = batch.iter().map(|(_, c)| c.id).collect();

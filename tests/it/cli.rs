@@ -21,6 +21,49 @@ fn write(dir: &tempfile::TempDir, name: &str, content: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// Names of the indexes on `customers`, from the database's own catalog.
+fn customer_indexes(db: &TestDb) -> Vec<String> {
+    #[derive(QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+    }
+    let database = db.database();
+    let mut conn = database.get().expect("conn");
+    let sql = match db.backend {
+        Backend::Sqlite => {
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'customers' AND name NOT LIKE 'sqlite_autoindex%'"
+        }
+        Backend::Postgres(_) => {
+            "SELECT indexname AS name FROM pg_indexes WHERE tablename = 'customers'"
+        }
+    };
+    let mut names: Vec<String> = diesel::sql_query(sql)
+        .load::<Name>(&mut *conn)
+        .expect("catalog")
+        .into_iter()
+        .map(|n| n.name)
+        .collect();
+    names.sort();
+    names
+}
+
+fn big_customer_file(dir: &tempfile::TempDir, rows: usize, bad_last: bool) -> String {
+    let mut text =
+        String::from("id,operator_id,full_name,email,phone,city,country,plan,status,created_at\n");
+    for i in 1..=rows {
+        let plan = if bad_last && i == rows {
+            "gold"
+        } else {
+            "basic"
+        };
+        text.push_str(&format!(
+            "{i},1,Person {i},p{i}@example.com,,Berlin,DE,{plan},active,2024-05-01T12:30:00Z\n"
+        ));
+    }
+    write(dir, &format!("big{rows}{bad_last}.csv"), &text)
+}
+
 fn count(db: &TestDb, table: &str) -> i64 {
     let database = db.database();
     let mut conn = database.get().expect("conn");
@@ -194,6 +237,29 @@ backend_tests! {
 
         let missing = db.custos(&["import", "customers", "/nonexistent.csv"], None);
         assert!(stderr(&missing).contains("cannot open /nonexistent.csv"));
+    }
+
+    async fn an_initial_load_keeps_every_index_whether_it_succeeds_or_fails(backend) {
+        let db = TestDb::new(&backend);
+        let dir = tempfile::tempdir().unwrap();
+        assert!(db.custos(&["import", "operators", &write(&dir, "o.csv", OPERATORS)], None).status.success());
+        let indexes = customer_indexes(&db);
+        assert!(indexes.len() >= 7, "{indexes:?}");
+        // A bad last row after several full load batches: nothing stays.
+        let out = db.custos(&["import", "customers", &big_customer_file(&dir, 25_000, true)], None);
+        assert!(stderr(&out).contains("line 25001: plan:"), "{}", stderr(&out));
+        assert_eq!(count(&db, "customers"), 0);
+        assert_eq!(customer_indexes(&db), indexes, "a failed load restores the indexes");
+        // A good load: all rows, and the same indexes, built again.
+        let out = db.custos(&["import", "customers", &big_customer_file(&dir, 25_000, false)], None);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(count(&db, "customers"), 25_000);
+        assert_eq!(customer_indexes(&db), indexes, "a load rebuilds every index");
+        // A later import into the filled table takes the ordinary path.
+        let out = db.custos(&["import", "customers", &write(&dir, "c.csv", &CUSTOMERS.replace("\n1,", "\n30001,").replace("\n2,", "\n30002,").replace("\n3,", "\n30003,"))], None);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(count(&db, "customers"), 25_003);
+        assert_eq!(customer_indexes(&db), indexes);
     }
 
     async fn an_existing_id_aborts_a_later_import_and_keeps_the_first(backend) {

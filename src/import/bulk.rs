@@ -1,0 +1,127 @@
+//! Initial loads: filling an empty `customers` table fast.
+//!
+//! A million rows inserted one by one into seven secondary B-tree indexes
+//! means millions of random page writes. When an import (or `custos seed`)
+//! starts on an empty table, it instead drops those indexes inside its own
+//! transaction, loads the rows (with PostgreSQL's binary `COPY`), and builds
+//! each index once, by sorting, before it commits. DDL is transactional on
+//! both backends, so a failed load leaves the indexes exactly as they were,
+//! and readers keep their own snapshot meanwhile (on PostgreSQL the dropped
+//! indexes lock the still-empty table until the load commits).
+//!
+//! The statements are constants of this file, never built from input. An
+//! index a later migration adds and this list does not know simply stays
+//! in place during the load: slower, never wrong.
+
+use diesel::prelude::*;
+
+use crate::db::DbConn;
+use crate::db::models::NewCustomer;
+use crate::db::schema::customers;
+
+/// Secondary indexes of `customers` as the initial migrations create them:
+/// (drop, create). The same SQL on both backends.
+const CUSTOMER_INDEXES: &[(&str, &str)] = &[
+    (
+        "DROP INDEX customers_operator",
+        "CREATE INDEX customers_operator ON customers (operator_id, id)",
+    ),
+    (
+        "DROP INDEX customers_status",
+        "CREATE INDEX customers_status ON customers (status, id)",
+    ),
+    (
+        "DROP INDEX customers_plan",
+        "CREATE INDEX customers_plan ON customers (plan, id)",
+    ),
+    (
+        "DROP INDEX customers_country",
+        "CREATE INDEX customers_country ON customers (country, id)",
+    ),
+    (
+        "DROP INDEX customers_created_at",
+        "CREATE INDEX customers_created_at ON customers (created_at, id)",
+    ),
+    (
+        "DROP INDEX customers_full_name",
+        "CREATE INDEX customers_full_name ON customers (full_name, id)",
+    ),
+    (
+        "DROP INDEX customers_status_created_at",
+        "CREATE INDEX customers_status_created_at ON customers (status, created_at, id)",
+    ),
+];
+
+/// SQLite page cache while loading (256 MiB; negative means KiB), and the
+/// connection's normal value afterwards (as set in `db::mod`).
+const SQLITE_LOAD_CACHE: &str = "PRAGMA cache_size = -262144";
+const SQLITE_NORMAL_CACHE: &str = "PRAGMA cache_size = -32000";
+/// Memory for PostgreSQL's index builds in this transaction only.
+const PG_LOAD_MEMORY: &str = "SET LOCAL maintenance_work_mem = '256MB'";
+
+/// Rows per `COPY`/`INSERT` during an initial load.
+pub const LOAD_BATCH_ROWS: usize = 10_000;
+
+fn run(conn: &mut DbConn, statement: &'static str) -> QueryResult<()> {
+    match conn {
+        DbConn::Pg(c) => diesel::sql_query(statement).execute(c).map(drop),
+        DbConn::Sqlite(c) => diesel::sql_query(statement).execute(c).map(drop),
+    }
+}
+
+/// An initial load in progress, inside the caller's write transaction.
+/// Call [`InitialLoad::finish`] before committing.
+#[derive(Debug)]
+#[must_use = "finish() rebuilds the indexes"]
+pub struct InitialLoad(());
+
+impl InitialLoad {
+    /// Starts an initial load if `customers` is empty; `None` otherwise
+    /// (rows then go in with ordinary inserts and index maintenance).
+    pub fn begin_if_empty(conn: &mut DbConn) -> QueryResult<Option<Self>> {
+        let any: Option<i64> = customers::table
+            .select(customers::id)
+            .first(conn)
+            .optional()?;
+        if any.is_some() {
+            return Ok(None);
+        }
+        match conn {
+            DbConn::Sqlite(_) => run(conn, SQLITE_LOAD_CACHE)?,
+            DbConn::Pg(_) => run(conn, PG_LOAD_MEMORY)?,
+        }
+        for (drop_index, _) in CUSTOMER_INDEXES {
+            run(conn, drop_index)?;
+        }
+        Ok(Some(InitialLoad(())))
+    }
+
+    /// Appends validated rows (the table started empty, so there are no
+    /// existing ids to collide with).
+    pub fn insert(&self, conn: &mut DbConn, rows: &[NewCustomer]) -> QueryResult<usize> {
+        match conn {
+            DbConn::Pg(c) => diesel::copy_from(customers::table)
+                .from_insertable(rows)
+                .execute(c),
+            DbConn::Sqlite(_) => {
+                // Keep each statement within SQLite's bind-parameter limit.
+                let mut n = 0;
+                for chunk in rows.chunks(1000) {
+                    n += super::insert_customers(conn, chunk)?;
+                }
+                Ok(n)
+            }
+        }
+    }
+
+    /// Builds the indexes back, each in one pass.
+    pub fn finish(self, conn: &mut DbConn) -> QueryResult<()> {
+        for (_, create_index) in CUSTOMER_INDEXES {
+            run(conn, create_index)?;
+        }
+        if let DbConn::Sqlite(_) = conn {
+            run(conn, SQLITE_NORMAL_CACHE)?;
+        }
+        Ok(())
+    }
+}
