@@ -28,6 +28,7 @@ mod tokens;
 
 mod cli;
 mod config;
+mod crash;
 mod export;
 mod hardening;
 mod limits;
