@@ -29,6 +29,7 @@ mod tokens;
 mod cli;
 mod config;
 mod crash;
+mod db_faults;
 mod export;
 mod hardening;
 mod limits;
