@@ -35,4 +35,5 @@ mod hardening;
 mod limits;
 mod results;
 mod session;
+mod soak;
 mod tls;
