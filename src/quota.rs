@@ -224,6 +224,24 @@ mod tests {
     }
 
     #[test]
+    fn the_anonymous_throttle_forgets_addresses_once_their_window_has_passed() {
+        let t = AnonThrottle::new(Rate {
+            requests: 3,
+            period_secs: 1,
+        });
+        for i in 0..5000u32 {
+            assert!(t.take(IpAddr::from(i.to_be_bytes())).is_ok());
+        }
+        assert_eq!(t.tracked(), 5000);
+        // Within the window nothing is forgotten.
+        t.prune();
+        assert_eq!(t.tracked(), 5000);
+        std::thread::sleep(Duration::from_millis(1100));
+        t.prune();
+        assert_eq!(t.tracked(), 0, "stale throttle entries were kept");
+    }
+
+    #[test]
     fn the_anonymous_throttle_counts_per_address_and_not_refusals() {
         let t = AnonThrottle::new(Rate {
             requests: 2,

@@ -42,6 +42,25 @@ pub enum StartError {
     Tls(#[from] crate::tls::TlsError),
 }
 
+/// Time a client has to send a complete request head (from the moment
+/// the connection is accepted, or the previous response was sent). A
+/// slow-loris client dribbling one header byte a second is cut off here,
+/// so it cannot hold a connection for long. Headers themselves are
+/// bounded by actix-http: at most 96 header lines and a 128 KiB head
+/// (over that the request is refused with 431).
+pub const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a closing connection gets to finish its shutdown.
+pub const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an idle keep-alive connection stays open.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// Open connections per worker thread; over it, new connections wait in
+/// the listen backlog. High enough that holding connections open (each
+/// cut off after `CLIENT_REQUEST_TIMEOUT` if idle) cannot fill it before
+/// the timeout frees them.
+pub const MAX_CONNECTIONS_PER_WORKER: usize = 10_000;
+/// TLS handshakes in progress per worker (they cost CPU).
+pub const MAX_TLS_HANDSHAKES_PER_WORKER: usize = 256;
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -196,8 +215,11 @@ impl Application {
                 .wrap(from_fn(middleware::security_headers))
                 .wrap(from_fn(middleware::request_context))
         })
-        .client_request_timeout(Duration::from_secs(10))
-        .client_disconnect_timeout(Duration::from_secs(5))
+        .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+        .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+        .keep_alive(KEEP_ALIVE)
+        .max_connections(MAX_CONNECTIONS_PER_WORKER)
+        .max_connection_rate(MAX_TLS_HANDSHAKES_PER_WORKER)
         .shutdown_timeout(10);
         let bind_error = |source| StartError::Bind {
             addr: settings.bind,

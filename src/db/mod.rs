@@ -72,6 +72,12 @@ impl ManageConnection for ConnectionManager {
     }
 
     fn has_broken(&self, conn: &mut DbConn) -> bool {
+        // After a failed call (see `Database::run`), check that the
+        // connection still answers: a connection the server dropped must
+        // leave the pool, or it would fail every later request too.
+        if FAILED_ON_THIS_THREAD.replace(false) && conn.batch_execute("SELECT 1").is_err() {
+            return true;
+        }
         match conn {
             DbConn::Pg(c) => {
                 matches!(
@@ -88,6 +94,29 @@ impl ManageConnection for ConnectionManager {
         }
     }
 }
+
+thread_local! {
+    /// Set by `Database::run` when its closure failed, so that
+    /// `has_broken` checks the connection as it goes back to the pool
+    /// (on the same thread). Healthy calls pay nothing.
+    static FAILED_ON_THIS_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Messages of libpq and SQLite that mean the database went away or
+/// cannot be written, rather than a query being wrong.
+const UNAVAILABLE_MESSAGES: &[&str] = &[
+    "server closed the connection",
+    "no connection to the server",
+    "could not send data to server",
+    "could not receive data from server",
+    "terminating connection",
+    "connection to server",
+    "SSL SYSCALL",
+    "database is locked",
+    "disk",
+    "readonly",
+    "read-only",
+];
 
 pub type Pool = r2d2::Pool<ConnectionManager>;
 
@@ -117,10 +146,11 @@ impl DbError {
                     kind,
                     diesel::result::DatabaseErrorKind::ClosedConnection
                         | diesel::result::DatabaseErrorKind::SerializationFailure
-                ) || info.message().contains("database is locked")
-                    || info.message().contains("disk")
-                    || info.message().contains("readonly")
+                ) || UNAVAILABLE_MESSAGES
+                    .iter()
+                    .any(|m| info.message().contains(m))
             }
+            DbError::Query(diesel::result::Error::BrokenTransactionManager) => true,
             _ => false,
         }
     }
@@ -187,7 +217,13 @@ impl Database {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = pool.get().map_err(DbError::from)?;
-            f(&mut conn)
+            let result = f(&mut conn);
+            if result.is_err() {
+                FAILED_ON_THIS_THREAD.set(true);
+            }
+            // Returned to the pool here, on this thread (see `has_broken`).
+            drop(conn);
+            result
         })
         .await
         .map_err(|_| E::from(DbError::Cancelled))?

@@ -22,6 +22,9 @@ fn decode(part: &str) -> Result<String, String> {
             b'%' => {
                 let hex = bytes
                     .get(i + 1..i + 3)
+                    // Two hex digits exactly (`from_str_radix` alone would
+                    // also take a sign: `%+c`).
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
                     .and_then(|h| std::str::from_utf8(h).ok())
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
                     .ok_or_else(|| format!("bad percent-encoding in {part:?}"))?;
@@ -89,6 +92,9 @@ mod tests {
         assert!(Params::parse("a=%zz").is_err());
         assert!(Params::parse("a=%ff").is_err());
         assert!(Params::parse("a=%4").is_err());
+        // Found by the query_params fuzz target: a sign is not a hex digit.
+        assert!(Params::parse("a=%+c").is_err());
+        assert!(Params::parse("a=%-1").is_err());
         assert_eq!(Params::parse("q=%C3%A9").unwrap().get("q"), Some("é"));
     }
 }

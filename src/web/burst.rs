@@ -85,3 +85,32 @@ pub fn spawn_cleanup(config: &BurstConfig) {
         }
     });
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+
+    #[test]
+    fn limiter_entries_of_quiet_addresses_are_forgotten_by_the_cleanup() {
+        let env = std::collections::HashMap::from([
+            ("CUSTOS_SECRET_KEY", "k".repeat(64)),
+            ("CUSTOS_BURST_PER_SECOND", "1000".to_owned()),
+            ("CUSTOS_BURST_SIZE", "2".to_owned()),
+        ]);
+        let settings = Settings::from_lookup(|k| env.get(k).cloned()).unwrap();
+        let config = config(&settings).unwrap();
+        let limiter = config.limiter();
+        for i in 0..5000u32 {
+            let ip = IpAddr::from(i.to_be_bytes());
+            assert!(limiter.check_key(&ip).is_ok());
+        }
+        assert_eq!(limiter.len(), 5000);
+        // Each address is back to a full burst within milliseconds.
+        std::thread::sleep(Duration::from_millis(50));
+        limiter.retain_recent();
+        limiter.shrink_to_fit();
+        assert_eq!(limiter.len(), 0, "stale limiter entries were kept");
+    }
+}

@@ -13,6 +13,7 @@ use actix_web::{Error, HttpMessage, HttpRequest};
 use rand::RngCore;
 
 use crate::config::{Settings, canonical_ip};
+use crate::web::error::PageError;
 
 tokio::task_local! {
     static REQUEST_ID: String;
@@ -209,4 +210,18 @@ pub async fn security_headers(
         h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     }
     Ok(res)
+}
+
+/// Wraps the session middleware. When the session store fails (the
+/// database is away), actix-session gives up with a bare 500; this turns
+/// any error it returns into the "temporarily unavailable" page (503),
+/// with the cause logged and not shown. (The request cannot be kept to
+/// build a response here: actix needs it unshared further in.)
+pub async fn session_store_errors(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody + 'static>, Error> {
+    next.call(req)
+        .await
+        .map_err(|e| PageError::Unavailable(format!("session store: {e:?}")).into())
 }

@@ -122,6 +122,9 @@ pub fn configure(
     .service(
         web::scope("")
             .wrap(session)
+            .wrap(actix_web::middleware::from_fn(
+                middleware::session_store_errors,
+            ))
             .configure(register_pages)
             .default_service(web::to(pages::not_found)),
     );

@@ -5,9 +5,6 @@
 //! `CUSTOS_TEST_POSTGRES_URL` names a server the tests may create
 //! databases on (CI sets it).
 
-// Tests may panic on purpose: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 mod fixtures;
 mod helpers;
 
@@ -26,9 +23,13 @@ mod tokens;
 
 mod cli;
 mod config;
+mod crash;
+mod db_faults;
 mod export;
 mod hardening;
+mod limits;
 mod results;
 mod scale_out;
 mod session;
+mod soak;
 mod tls;
