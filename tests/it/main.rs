@@ -5,6 +5,9 @@
 //! `CUSTOS_TEST_POSTGRES_URL` names a server the tests may create
 //! databases on (CI sets it).
 
+// Tests may panic on purpose: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod fixtures;
 mod helpers;
 
