@@ -6,6 +6,7 @@
 //! is built with diesel's query builder; user text reaches the database
 //! only as bound parameters, and LIKE patterns are escaped.
 
+pub mod count_cache;
 pub mod keyset;
 pub mod params;
 pub mod search;

@@ -1,5 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 //! The integration tests: one binary, each test against its own fresh
 //! database and a real server on port 0.
 //!
@@ -28,6 +26,7 @@ mod tokens;
 
 mod cli;
 mod config;
+mod count_cache;
 mod export;
 mod hardening;
 mod results;
