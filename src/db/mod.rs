@@ -171,6 +171,7 @@ pub fn init_tls_library() {
 pub struct Database {
     pool: Pool,
     is_postgres: bool,
+    counts: std::sync::Arc<crate::query::count_cache::CountCache>,
 }
 
 impl Database {
@@ -199,11 +200,17 @@ impl Database {
         Ok(Self {
             pool,
             is_postgres: url.is_postgres(),
+            counts: std::sync::Arc::default(),
         })
     }
 
     pub fn is_postgres(&self) -> bool {
         self.is_postgres
+    }
+
+    /// The customer-count cache of this database (shared by all clones).
+    pub fn counts(&self) -> std::sync::Arc<crate::query::count_cache::CountCache> {
+        self.counts.clone()
     }
 
     /// Runs `f` with a pooled connection on the blocking thread pool, so

@@ -98,7 +98,7 @@ impl CustomerFilter {
         last: Option<&Customer>,
         limit: i64,
     ) -> QueryResult<Vec<Customer>> {
-        let mut q = self.ordered();
+        let mut q = self.ordered(conn);
         if let Some(row) = last {
             q = q.filter(after(&effective_keys(&self.ordering), row));
         }

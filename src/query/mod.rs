@@ -6,9 +6,11 @@
 //! is built with diesel's query builder; user text reaches the database
 //! only as bound parameters, and LIKE patterns are escaped.
 
+pub mod count_cache;
 pub mod keyset;
 pub mod params;
 pub mod search;
+pub mod search_index;
 
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
@@ -232,9 +234,18 @@ impl CustomerFilter {
         })
     }
 
-    /// The filters as a boxed diesel query (no ordering or paging).
-    fn filtered(&self) -> customers::BoxedQuery<'static, Backend> {
+    /// The filters as a boxed diesel query (no ordering or paging), for
+    /// the backend of `conn`.
+    ///
+    /// Every search term is matched by `search_text LIKE '%term%'` on the
+    /// lower-cased text, which defines the result. On PostgreSQL a pg_trgm
+    /// GIN index serves that LIKE directly; on SQLite the FTS5 trigram
+    /// index `customers_search` first narrows the rows to those holding
+    /// every trigram of the terms of 3+ characters, and the LIKE then
+    /// decides exactly (so the index can never change a result).
+    fn filtered(&self, conn: &DbConn) -> customers::BoxedQuery<'static, Backend> {
         let mut q = customers::table.into_boxed::<Backend>();
+        let mut fts_phrases: Vec<String> = Vec::new();
         for term in &self.search_terms {
             if term
                 .chars()
@@ -244,8 +255,15 @@ impl CustomerFilter {
                 q = q.filter(customers::id.ne(customers::id));
                 continue;
             }
-            let pattern = format!("%{}%", escape_like(&term.to_lowercase()));
+            let lower = term.to_lowercase();
+            if matches!(conn, DbConn::Sqlite(_)) && lower.chars().count() >= 3 {
+                fts_phrases.push(search_index::fts5_phrase(&lower));
+            }
+            let pattern = format!("%{}%", escape_like(&lower));
             q = q.filter(customers::search_text.like(pattern).escape('\\'));
+        }
+        if !fts_phrases.is_empty() {
+            q = q.filter(search_index::sqlite_match(fts_phrases.join(" AND ")));
         }
         if let Some(s) = &self.status {
             q = q.filter(customers::status.eq(s.clone()));
@@ -270,8 +288,8 @@ impl CustomerFilter {
         q
     }
 
-    fn ordered(&self) -> customers::BoxedQuery<'static, Backend> {
-        let mut q = self.filtered();
+    fn ordered(&self, conn: &DbConn) -> customers::BoxedQuery<'static, Backend> {
+        let mut q = self.filtered(conn);
         let mut has_id = false;
         for (i, o) in self.ordering.iter().enumerate() {
             has_id |= o.field == CustomerField::Id;
@@ -303,11 +321,11 @@ impl CustomerFilter {
     }
 
     pub fn count(&self, conn: &mut DbConn) -> QueryResult<i64> {
-        self.filtered().count().get_result(conn)
+        self.filtered(conn).count().get_result(conn)
     }
 
     pub fn page(&self, conn: &mut DbConn, offset: i64, limit: i64) -> QueryResult<Vec<Customer>> {
-        self.ordered()
+        self.ordered(conn)
             .offset(offset)
             .limit(limit)
             .select(Customer::as_select())

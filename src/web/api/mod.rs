@@ -355,10 +355,11 @@ async fn get(
             let list = if endpoint == Endpoint::CustomerList {
                 let filter = CustomerFilter::from_params(&params)
                     .map_err(|e| ApiError::Validation(e.to_json()))?;
+                let counts = state.db.counts();
                 state
                     .db
                     .run(move |conn| {
-                        let count = filter.count(conn)?;
+                        let count = counts.count(conn, &filter)?;
                         let Some(resolved) = page.resolve(count) else {
                             return Ok(None);
                         };

@@ -165,10 +165,11 @@ async fn list_page(
     let page_request = PageRequest::from_params(&params);
     let f = filter.clone();
     let selected_operator = filter.operator;
+    let counts = state.db.counts();
     let loaded = state
         .db
         .run(move |conn| -> Result<Option<Loaded>, DbError> {
-            let count = f.count(conn)?;
+            let count = counts.count(conn, &f)?;
             let Some(page) = page_request.resolve(count) else {
                 return Ok(None);
             };

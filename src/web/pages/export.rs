@@ -164,9 +164,10 @@ async fn export_csv_page(
             retry_after: RETRY_AFTER_SECS,
         })?;
     let f = filter.clone();
+    let counts = state.db.counts();
     let expected = state
         .db
-        .run(move |conn| f.count(conn).map_err(DbError::from))
+        .run(move |conn| counts.count(conn, &f).map_err(DbError::from))
         .await?;
     let event = AuditEvent::new(AuditKind::Export, actor(user))
         .rows(expected)
