@@ -1,7 +1,8 @@
 //! Initial loads: filling an empty `customers` table fast.
 //!
 //! A million rows inserted one by one into seven secondary B-tree indexes
-//! means millions of random page writes. When an import (or `custos seed`)
+//! and a trigram index (kept by per-row triggers on SQLite) means millions
+//! of random page writes. When an import (or `custos seed`)
 //! starts on an empty table, it instead drops those indexes inside its own
 //! transaction, loads the rows (with PostgreSQL's binary `COPY`), and builds
 //! each index once, by sorting, before it commits. DDL is transactional on
@@ -52,6 +53,36 @@ const CUSTOMER_INDEXES: &[(&str, &str)] = &[
     ),
 ];
 
+/// Per-row triggers of `customers` on SQLite (from the search-index and
+/// data-version migrations): an initial load drops them, and after the rows
+/// are in, builds the trigram index in one pass and puts them back. (The
+/// load bumps the data version itself.)
+const SQLITE_TRIGGERS: &[(&str, &str)] = &[
+    (
+        "DROP TRIGGER customers_search_insert",
+        "CREATE TRIGGER customers_search_insert AFTER INSERT ON customers
+BEGIN
+    INSERT INTO customers_search (rowid, search_text) VALUES (new.id, new.search_text);
+END",
+    ),
+    (
+        "DROP TRIGGER customers_version_insert",
+        "CREATE TRIGGER customers_version_insert AFTER INSERT ON customers
+BEGIN
+    UPDATE app_state SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)
+        WHERE key = 'data_version';
+END",
+    ),
+];
+const SQLITE_REBUILD_SEARCH: &str =
+    "INSERT INTO customers_search (customers_search) VALUES ('rebuild')";
+
+/// The trigram index on PostgreSQL (from the search-index migration).
+const PG_INDEXES: &[(&str, &str)] = &[(
+    "DROP INDEX customers_search_trgm",
+    "CREATE INDEX customers_search_trgm ON customers USING gin (search_text gin_trgm_ops)",
+)];
+
 /// SQLite page cache while loading (256 MiB; negative means KiB), and the
 /// connection's normal value afterwards (as set in `db::mod`).
 const SQLITE_LOAD_CACHE: &str = "PRAGMA cache_size = -262144";
@@ -61,6 +92,13 @@ const PG_LOAD_MEMORY: &str = "SET LOCAL maintenance_work_mem = '256MB'";
 
 /// Rows per `COPY`/`INSERT` during an initial load.
 pub const LOAD_BATCH_ROWS: usize = 10_000;
+
+fn backend_extras(conn: &DbConn) -> &'static [(&'static str, &'static str)] {
+    match conn {
+        DbConn::Pg(_) => PG_INDEXES,
+        DbConn::Sqlite(_) => SQLITE_TRIGGERS,
+    }
+}
 
 fn run(conn: &mut DbConn, statement: &'static str) -> QueryResult<()> {
     match conn {
@@ -90,8 +128,8 @@ impl InitialLoad {
             DbConn::Sqlite(_) => run(conn, SQLITE_LOAD_CACHE)?,
             DbConn::Pg(_) => run(conn, PG_LOAD_MEMORY)?,
         }
-        for (drop_index, _) in CUSTOMER_INDEXES {
-            run(conn, drop_index)?;
+        for (drop, _) in CUSTOMER_INDEXES.iter().chain(backend_extras(conn)) {
+            run(conn, drop)?;
         }
         Ok(Some(InitialLoad(())))
     }
@@ -116,10 +154,11 @@ impl InitialLoad {
 
     /// Builds the indexes back, each in one pass.
     pub fn finish(self, conn: &mut DbConn) -> QueryResult<()> {
-        for (_, create_index) in CUSTOMER_INDEXES {
-            run(conn, create_index)?;
+        for (_, create) in CUSTOMER_INDEXES.iter().chain(backend_extras(conn)) {
+            run(conn, create)?;
         }
         if let DbConn::Sqlite(_) = conn {
+            run(conn, SQLITE_REBUILD_SEARCH)?;
             run(conn, SQLITE_NORMAL_CACHE)?;
         }
         Ok(())

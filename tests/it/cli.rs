@@ -21,7 +21,8 @@ fn write(dir: &tempfile::TempDir, name: &str, content: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
-/// Names of the indexes on `customers`, from the database's own catalog.
+/// The indexes and triggers on `customers` with their definitions, from the
+/// database's own catalog.
 fn customer_indexes(db: &TestDb) -> Vec<String> {
     #[derive(QueryableByName)]
     struct Name {
@@ -32,10 +33,10 @@ fn customer_indexes(db: &TestDb) -> Vec<String> {
     let mut conn = database.get().expect("conn");
     let sql = match db.backend {
         Backend::Sqlite => {
-            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'customers' AND name NOT LIKE 'sqlite_autoindex%'"
+            "SELECT type || ' ' || name || ': ' || sql AS name FROM sqlite_master WHERE type IN ('index', 'trigger') AND tbl_name = 'customers' AND name NOT LIKE 'sqlite_autoindex%'"
         }
         Backend::Postgres(_) => {
-            "SELECT indexname AS name FROM pg_indexes WHERE tablename = 'customers'"
+            "SELECT indexname || ': ' || indexdef AS name FROM pg_indexes WHERE tablename = 'customers' UNION ALL SELECT 'trigger ' || tgname::text FROM pg_trigger WHERE tgrelid = 'customers'::regclass AND NOT tgisinternal"
         }
     };
     let mut names: Vec<String> = diesel::sql_query(sql)
@@ -244,7 +245,7 @@ backend_tests! {
         let dir = tempfile::tempdir().unwrap();
         assert!(db.custos(&["import", "operators", &write(&dir, "o.csv", OPERATORS)], None).status.success());
         let indexes = customer_indexes(&db);
-        assert!(indexes.len() >= 7, "{indexes:?}");
+        assert!(indexes.len() >= 10, "{indexes:?}");
         // A bad last row after several full load batches: nothing stays.
         let out = db.custos(&["import", "customers", &big_customer_file(&dir, 25_000, true)], None);
         assert!(stderr(&out).contains("line 25001: plan:"), "{}", stderr(&out));

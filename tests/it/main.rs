@@ -26,9 +26,9 @@ mod tokens;
 
 mod cli;
 mod config;
+mod count_cache;
 mod crash;
 mod db_faults;
-mod count_cache;
 mod export;
 mod hardening;
 mod limits;
