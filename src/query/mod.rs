@@ -256,8 +256,10 @@ impl CustomerFilter {
                 continue;
             }
             let lower = term.to_lowercase();
-            if matches!(conn, DbConn::Sqlite(_)) && lower.chars().count() >= 3 {
-                fts_phrases.push(search_index::fts5_phrase(&lower));
+            if matches!(conn, DbConn::Sqlite(_))
+                && let Some(trigrams) = search_index::fts5_trigrams(&lower)
+            {
+                fts_phrases.push(trigrams);
             }
             let pattern = format!("%{}%", escape_like(&lower));
             q = q.filter(customers::search_text.like(pattern).escape('\\'));
