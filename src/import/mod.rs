@@ -68,7 +68,8 @@ fn row_error(line: u64, field: &str, reason: impl fmt::Display) -> ImportError {
 }
 
 /// Reports progress to the user (a bar on a terminal, nothing otherwise).
-pub trait Progress {
+/// `Sync`: the customer import reads the file on a thread of its own.
+pub trait Progress: Sync {
     fn advance(&self, bytes_read: u64);
     fn finish(&self);
 }
@@ -246,7 +247,11 @@ fn insert_operator_batch(
 }
 
 /// Imports customers from CSV text. Fails on the first bad row.
-pub fn import_customers<R: Read>(
+///
+/// Reading and validating the file runs on a thread of its own and hands
+/// batches to this thread, which writes them: parsing and the database's
+/// work overlap. Everything still happens inside one transaction.
+pub fn import_customers<R: Read + Send>(
     conn: &mut DbConn,
     input: R,
     progress: &dyn Progress,
@@ -264,24 +269,28 @@ pub fn import_customers<R: Read>(
         } else {
             BATCH_ROWS
         };
-        let mut seen = HashSet::new();
-        let mut batch: Vec<(u64, NewCustomer)> = Vec::with_capacity(batch_rows);
-        let rows = for_each_record(input, &CUSTOMER_COLUMNS, progress, |line, f| {
-            let customer = parse_customer(line, f, &operator_ids)?;
-            if !seen.insert(customer.id) {
-                return Err(row_error(
-                    line,
-                    "id",
-                    format!("{} appears twice in the file", customer.id),
-                ));
+        let rows = std::thread::scope(|scope| {
+            // Two batches in flight at most: memory stays flat.
+            let (to_writer, batches) = std::sync::mpsc::sync_channel(2);
+            let reader = scope.spawn(move || {
+                read_customers(input, progress, &operator_ids, batch_rows, to_writer)
+            });
+            let mut written = Ok(());
+            for mut batch in batches.iter() {
+                written = insert_customer_batch(conn, load.as_ref(), &mut batch);
+                if written.is_err() {
+                    break;
+                }
             }
-            batch.push((line, customer));
-            if batch.len() == batch_rows {
-                insert_customer_batch(conn, load.as_ref(), &mut batch)?;
-            }
-            Ok(())
+            // Hanging up stops a reader still waiting to send.
+            drop(batches);
+            let read = reader
+                .join()
+                .unwrap_or_else(|_| Err(ImportError::File("the CSV reader failed".into())));
+            // A write error belongs to an earlier line than anything the
+            // reader reached after it, so it is the one to report.
+            written.and(read)
         })?;
-        insert_customer_batch(conn, load.as_ref(), &mut batch)?;
         if let Some(load) = load {
             load.finish(conn)?;
         }
@@ -289,6 +298,40 @@ pub fn import_customers<R: Read>(
     });
     progress.finish();
     result.map(|rows| Imported { rows })
+}
+
+/// The reading half of [`import_customers`]: validates every row and sends
+/// full batches to the writer.
+fn read_customers<R: Read>(
+    input: R,
+    progress: &dyn Progress,
+    operator_ids: &HashSet<i64>,
+    batch_rows: usize,
+    to_writer: std::sync::mpsc::SyncSender<Vec<(u64, NewCustomer)>>,
+) -> Result<u64, ImportError> {
+    let mut seen = HashSet::new();
+    let mut batch: Vec<(u64, NewCustomer)> = Vec::with_capacity(batch_rows);
+    let writer_stopped = || ImportError::File("the import was stopped".into());
+    let rows = for_each_record(input, &CUSTOMER_COLUMNS, progress, |line, f| {
+        let customer = parse_customer(line, f, operator_ids)?;
+        if !seen.insert(customer.id) {
+            return Err(row_error(
+                line,
+                "id",
+                format!("{} appears twice in the file", customer.id),
+            ));
+        }
+        batch.push((line, customer));
+        if batch.len() == batch_rows {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_rows));
+            to_writer.send(full).map_err(|_| writer_stopped())?;
+        }
+        Ok(())
+    })?;
+    if !batch.is_empty() {
+        to_writer.send(batch).map_err(|_| writer_stopped())?;
+    }
+    Ok(rows)
 }
 
 fn parse_customer(
