@@ -77,11 +77,21 @@ END",
 const SQLITE_REBUILD_SEARCH: &str =
     "INSERT INTO customers_search (customers_search) VALUES ('rebuild')";
 
-/// The trigram index on PostgreSQL (from the search-index migration).
-const PG_INDEXES: &[(&str, &str)] = &[(
-    "DROP INDEX customers_search_trgm",
-    "CREATE INDEX customers_search_trgm ON customers USING gin (search_text gin_trgm_ops)",
-)];
+/// On PostgreSQL: the operator foreign key (checked per row by a trigger
+/// during a load, but in one join when added back; the import has already
+/// checked every operator_id) and the trigram index (from the search-index
+/// migration).
+const PG_EXTRAS: &[(&str, &str)] = &[
+    (
+        "ALTER TABLE customers DROP CONSTRAINT customers_operator_id_fkey",
+        "ALTER TABLE customers ADD CONSTRAINT customers_operator_id_fkey \
+         FOREIGN KEY (operator_id) REFERENCES operators (id)",
+    ),
+    (
+        "DROP INDEX customers_search_trgm",
+        "CREATE INDEX customers_search_trgm ON customers USING gin (search_text gin_trgm_ops)",
+    ),
+];
 
 /// SQLite page cache while loading (256 MiB; negative means KiB), and the
 /// connection's normal value afterwards (as set in `db::mod`).
@@ -95,7 +105,7 @@ pub const LOAD_BATCH_ROWS: usize = 10_000;
 
 fn backend_extras(conn: &DbConn) -> &'static [(&'static str, &'static str)] {
     match conn {
-        DbConn::Pg(_) => PG_INDEXES,
+        DbConn::Pg(_) => PG_EXTRAS,
         DbConn::Sqlite(_) => SQLITE_TRIGGERS,
     }
 }

@@ -21,8 +21,8 @@ fn write(dir: &tempfile::TempDir, name: &str, content: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
-/// The indexes and triggers on `customers` with their definitions, from the
-/// database's own catalog.
+/// The indexes and triggers (and on PostgreSQL the constraints) on
+/// `customers` with their definitions, from the database's own catalog.
 fn customer_indexes(db: &TestDb) -> Vec<String> {
     #[derive(QueryableByName)]
     struct Name {
@@ -36,7 +36,7 @@ fn customer_indexes(db: &TestDb) -> Vec<String> {
             "SELECT type || ' ' || name || ': ' || sql AS name FROM sqlite_master WHERE type IN ('index', 'trigger') AND tbl_name = 'customers' AND name NOT LIKE 'sqlite_autoindex%'"
         }
         Backend::Postgres(_) => {
-            "SELECT indexname || ': ' || indexdef AS name FROM pg_indexes WHERE tablename = 'customers' UNION ALL SELECT 'trigger ' || tgname::text FROM pg_trigger WHERE tgrelid = 'customers'::regclass AND NOT tgisinternal"
+            "SELECT indexname || ': ' || indexdef AS name FROM pg_indexes WHERE tablename = 'customers' UNION ALL SELECT 'trigger ' || tgname::text FROM pg_trigger WHERE tgrelid = 'customers'::regclass AND NOT tgisinternal UNION ALL SELECT 'constraint ' || conname::text || ': ' || pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'customers'::regclass"
         }
     };
     let mut names: Vec<String> = diesel::sql_query(sql)
