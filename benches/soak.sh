@@ -56,7 +56,12 @@ rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$SERVER/status"; }
 login() {
   local jar=$1 user=$2 password=$3 csrf
   rm -f "$jar" # a fresh browser: a signed-in one is not shown the form
-  csrf=$(curl -sS -c "$jar" -b "$jar" "$BASE/login" | sed -n 's/.*name="csrf_token" value="\([^"]*\)".*/\1/p' | head -n1)
+  local form status
+  form=$(curl -sS -c "$jar" -b "$jar" -w '\n%{http_code}' "$BASE/login")
+  status=${form##*$'\n'}
+  csrf=$(printf '%s' "$form" | sed -n 's/.*name="csrf_token" value="\([^"]*\)".*/\1/p' | head -n1)
+  # No form (the burst limiter said 429): a browser would not post either.
+  if [ -z "$csrf" ]; then echo "$status"; return; fi
   curl -sS -o /dev/null -w '%{http_code}\n' -c "$jar" -b "$jar" \
     --data-urlencode "csrf_token=$csrf" --data-urlencode "username=$user" \
     --data-urlencode "password=$password" --data-urlencode "next=" "$BASE/login"

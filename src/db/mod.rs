@@ -52,16 +52,29 @@ impl ManageConnection for ConnectionManager {
             DatabaseUrl::Postgres(url) => Ok(DbConn::Pg(PgConnection::establish(url)?)),
             DatabaseUrl::Sqlite(path) => {
                 let mut conn = SqliteConnection::establish(&path.to_string_lossy())?;
-                // busy_timeout first, so that switching to WAL waits for
-                // other connections instead of failing.
-                conn.batch_execute(
-                    "PRAGMA busy_timeout = 10000;
-                     PRAGMA journal_mode = WAL;
-                     PRAGMA synchronous = NORMAL;
-                     PRAGMA foreign_keys = ON;
-                     PRAGMA cache_size = -32000;
-                     PRAGMA temp_store = MEMORY;",
-                )?;
+                // busy_timeout first, so that later statements wait for other
+                // connections instead of failing.
+                conn.batch_execute("PRAGMA busy_timeout = 10000;")?;
+                // Switching a new file to WAL needs a moment alone with it and
+                // does not wait on busy_timeout: several processes opening a
+                // fresh database together retry for a while.
+                let mut attempts = 0;
+                loop {
+                    match conn.batch_execute(
+                        "PRAGMA journal_mode = WAL;
+                         PRAGMA synchronous = NORMAL;
+                         PRAGMA foreign_keys = ON;
+                         PRAGMA cache_size = -32000;
+                         PRAGMA temp_store = MEMORY;",
+                    ) {
+                        Ok(()) => break,
+                        Err(e) if attempts < 100 && e.to_string().contains("locked") => {
+                            attempts += 1;
+                            std::thread::sleep(std::time::Duration::from_millis(50));
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
                 Ok(DbConn::Sqlite(conn))
             }
         }
@@ -264,10 +277,26 @@ pub fn run_migrations(conn: &mut DbConn) -> Result<Vec<String>, DbError> {
         v.into_iter().map(|m| m.to_string()).collect::<Vec<_>>()
     };
     match conn {
-        DbConn::Sqlite(c) => c
-            .run_pending_migrations(SQLITE_MIGRATIONS)
-            .map(to_strings)
-            .map_err(|e| DbError::Migration(e.to_string())),
+        DbConn::Sqlite(c) => {
+            // Hold the write lock while deciding what is pending and applying
+            // it, so processes starting together take turns (SQLite's
+            // counterpart of the advisory lock below).
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?;
+            let result = c
+                .run_pending_migrations(SQLITE_MIGRATIONS)
+                .map(to_strings)
+                .map_err(|e| DbError::Migration(e.to_string()));
+            match result {
+                Ok(applied) => {
+                    AnsiTransactionManager::commit_transaction(c)?;
+                    Ok(applied)
+                }
+                Err(e) => {
+                    let _ = AnsiTransactionManager::rollback_transaction(c);
+                    Err(e)
+                }
+            }
+        }
         DbConn::Pg(c) => {
             diesel::select(pg_advisory_lock(MIGRATION_LOCK_KEY)).execute(c)?;
             let result = c
