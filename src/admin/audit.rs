@@ -5,7 +5,6 @@
 //! Reading the trail is itself recorded (a page view, or an export with
 //! its row count).
 
-use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use futures_util::StreamExt;
@@ -207,15 +206,5 @@ pub async fn export(
         Ok::<_, actix_web::Error>(web::Bytes::from(audit_query::csv_header()))
     })
     .chain(batches);
-    let filename = format!(
-        "custos-audit-{}.csv",
-        chrono::Utc::now().format("%Y%m%d-%H%M%S")
-    );
-    Ok(HttpResponse::Ok()
-        .content_type("text/csv; charset=utf-8")
-        .insert_header((
-            header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"{filename}\""),
-        ))
-        .streaming(body))
+    Ok(crate::web::csv_attachment("custos-audit", body))
 }

@@ -142,3 +142,24 @@ pub fn html(body: String) -> HttpResponse {
         .content_type("text/html; charset=utf-8")
         .body(body)
 }
+
+/// A streamed CSV download named `<prefix>-<UTC timestamp>.csv` (customer
+/// export and audit export). Caching headers come from the security
+/// middleware like every other answer.
+pub fn csv_attachment<S, E>(prefix: &str, body: S) -> HttpResponse
+where
+    S: futures_util::Stream<Item = Result<web::Bytes, E>> + 'static,
+    E: Into<Box<dyn std::error::Error>> + 'static,
+{
+    let filename = format!(
+        "{prefix}-{}.csv",
+        chrono::Utc::now().format("%Y%m%d-%H%M%S")
+    );
+    HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            actix_web::http::header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{filename}\""),
+        ))
+        .streaming(body)
+}

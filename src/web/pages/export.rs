@@ -8,7 +8,6 @@
 
 use std::io;
 
-use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -181,15 +180,5 @@ async fn export_csv_page(
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|chunk| (chunk, rx))
     });
-    let filename = format!(
-        "customers-{}.csv",
-        chrono::Utc::now().format("%Y%m%d-%H%M%S")
-    );
-    Ok(HttpResponse::Ok()
-        .content_type("text/csv; charset=utf-8")
-        .insert_header((
-            header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"{filename}\""),
-        ))
-        .streaming(body))
+    Ok(crate::web::csv_attachment("customers", body))
 }
