@@ -190,10 +190,7 @@ pub async fn create(
     if let Err(e) = users::check_username(&username) {
         return refuse(e.to_string()).await;
     }
-    if form.password != form.password2 {
-        return refuse("The two passwords differ.".into()).await;
-    }
-    if let Err(reason) = password::check_policy(&username, &form.password) {
+    if let Err(reason) = password::check_new_password(&username, &form.password, &form.password2) {
         return refuse(reason).await;
     }
     let hash = state
@@ -329,12 +326,9 @@ pub async fn reset_password(
         .run(move |conn| users::find_by_id(conn, id).map_err(DbError::from))
         .await?
         .ok_or(PageError::NotFound)?;
-    let refused = if form.password != form.password2 {
-        Some("The two passwords differ.".to_owned())
-    } else {
-        password::check_policy(&target.username, &form.password).err()
-    };
-    if let Some(reason) = refused {
+    if let Err(reason) =
+        password::check_new_password(&target.username, &form.password, &form.password2)
+    {
         set_flash(
             &admin.session,
             Flash::Error(format!("The password was not changed: {reason}")),

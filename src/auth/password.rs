@@ -214,6 +214,15 @@ impl PasswordWork {
 /// any attacker. Compared case-insensitively.
 const COMMON_PASSWORDS: &str = include_str!("common-passwords.txt");
 
+/// A new password typed twice in a form: the two must agree and the policy
+/// must accept it (setup and the admin pages).
+pub fn check_new_password(username: &str, password: &str, again: &str) -> Result<(), String> {
+    if password != again {
+        return Err("The two passwords differ.".into());
+    }
+    check_policy(username, password)
+}
+
 /// The one password policy used by setup, the CLI, account and admin pages.
 pub fn check_policy(username: &str, password: &str) -> Result<(), String> {
     let length = password.chars().count();

@@ -103,15 +103,7 @@ pub async fn setup_submit(
     if let Err(e) = users::check_username(&username) {
         return render(&req, &form.token, &username, Some(&e.to_string()));
     }
-    if form.password != form.password2 {
-        return render(
-            &req,
-            &form.token,
-            &username,
-            Some("The two passwords differ."),
-        );
-    }
-    if let Err(reason) = password::check_policy(&username, &form.password) {
+    if let Err(reason) = password::check_new_password(&username, &form.password, &form.password2) {
         return render(&req, &form.token, &username, Some(&reason));
     }
     let hash = state
