@@ -169,18 +169,29 @@ pub fn actor(user: &crate::db::models::User) -> Option<(i64, String)> {
     Some((user.id, user.username.clone()))
 }
 
-/// Deletes entries older than `retention_days` (run by the server's
-/// housekeeping; the log is otherwise never changed).
-pub fn prune(conn: &mut DbConn, retention_days: u32) -> QueryResult<usize> {
+/// Most entries one pruning step deletes, so that pruning a large backlog
+/// never holds the write lock for long.
+pub const PRUNE_STEP: i64 = 5_000;
+
+/// Deletes up to `PRUNE_STEP` of the oldest entries older than
+/// `retention_days` (run by the server's housekeeping until it deletes
+/// fewer; the log is otherwise never changed).
+pub fn prune_step(conn: &mut DbConn, retention_days: u32) -> QueryResult<usize> {
     let cutoff = now() - chrono::Duration::days(i64::from(retention_days));
-    diesel::delete(audit_log::table.filter(audit_log::at.lt(cutoff))).execute(conn)
+    let ids: Vec<i64> = audit_log::table
+        .filter(audit_log::at.lt(cutoff))
+        .order(audit_log::at.asc())
+        .select(audit_log::id)
+        .limit(PRUNE_STEP)
+        .load(conn)?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    diesel::delete(audit_log::table.filter(audit_log::id.eq_any(ids))).execute(conn)
 }
 
-/// Records an event for a request (on the blocking pool).
+/// Records an event for a request; resolves once the row is committed
+/// (group-committed with the other requests' rows, see `db::writer`).
 pub async fn record(state: &AppState, req: &HttpRequest, event: AuditEvent) -> Result<(), DbError> {
-    let entry = entry_for(req, event);
-    state
-        .db
-        .run(move |conn| insert(conn, &entry).map(|_| ()).map_err(DbError::from))
-        .await
+    state.db.audit(entry_for(req, event)).await
 }

@@ -2,14 +2,21 @@
 //! per-address limit on anonymous API traffic in memory.
 //!
 //! The user quota has Django REST framework's `SimpleRateThrottle` meaning
-//! (a rolling window: at most `N` counted requests in any `period`), but is
-//! kept in the database instead of a cache, so it survives restarts, holds
-//! across every instance sharing one PostgreSQL database, and is exact under
-//! concurrency: each check runs in one write transaction that first locks
-//! the user's `api_quota` row (an `UPDATE`, inserting the row if needed; on
-//! SQLite the transaction is `BEGIN IMMEDIATE`), then counts the user's
-//! `api_requests` inside the window and records the request only if it is
-//! under the limit. Throttled requests are not recorded, as in DRF.
+//! (a rolling window: at most `N` counted requests in any `period`, one
+//! `api_requests` row per counted request), but is kept in the database
+//! instead of a cache, so it survives restarts, holds across every
+//! instance sharing one database, and is exact under concurrency.
+//!
+//! Each user's `api_quota` row keeps a running count of their requests in
+//! the window, so a check costs the same whether the window holds ten
+//! requests or a million: only the requests that left the window since the
+//! last check are counted (one short index range). Checks run in write
+//! transactions that hold the user's row: on SQLite the whole database is
+//! held (`BEGIN IMMEDIATE`), on PostgreSQL the row is locked `FOR UPDATE`,
+//! always in ascending user order so that batches of several users never
+//! deadlock. The writer (`db::writer`) decides all waiting requests of one
+//! user in one go (`take_batch`). Throttled requests are not recorded, as
+//! in DRF.
 //!
 //! Timestamps come from the application's clock (UTC), so instances sharing
 //! a database need synchronised clocks (NTP), as any cluster does.
@@ -47,6 +54,9 @@ impl QuotaDecision {
             QuotaDecision::Throttled { .. } => 0,
         }
     }
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, QuotaDecision::Allowed { .. })
+    }
 }
 
 /// Whole seconds (rounded up, at least 1) until `leaves_at`: DRF's
@@ -57,20 +67,48 @@ fn ceil_secs(wait: chrono::Duration) -> u64 {
     u64::try_from(secs).unwrap_or(u64::MAX).max(1)
 }
 
-/// Locks (creating if needed) the user's `api_quota` row for the rest of
-/// the transaction, so concurrent checks of one user run one at a time.
-fn lock_user_row(conn: &mut DbConn, user_id: i64, at: NaiveDateTime) -> QueryResult<()> {
-    let touch = |conn: &mut DbConn| {
-        diesel::update(api_quota::table.find(user_id))
-            .set(api_quota::touched_at.eq(at))
-            .execute(conn)
+fn period_of(rate: Rate) -> chrono::Duration {
+    chrono::Duration::seconds(i64::try_from(rate.period_secs).unwrap_or(86_400))
+}
+
+/// A user's running count: `count` requests with `requested_at` after
+/// `counted_after`.
+#[derive(Debug, Clone, Copy)]
+struct Counter {
+    count: i64,
+    counted_after: NaiveDateTime,
+}
+
+/// Reads the user's counter, holding its row for the rest of the
+/// transaction (PostgreSQL: `FOR UPDATE`; SQLite: the transaction already
+/// holds the database).
+fn read_counter(conn: &mut DbConn, user_id: i64) -> QueryResult<Option<Counter>> {
+    let q = api_quota::table
+        .find(user_id)
+        .select((api_quota::window_count, api_quota::counted_after));
+    let row: Option<(i64, NaiveDateTime)> = match conn {
+        DbConn::Pg(c) => q.for_update().first(c).optional()?,
+        DbConn::Sqlite(c) => q.first(c).optional()?,
     };
-    if touch(conn)? > 0 {
-        return Ok(());
+    Ok(row.map(|(count, counted_after)| Counter {
+        count,
+        counted_after,
+    }))
+}
+
+/// The user's counter, creating the row on the user's first request.
+fn lock_counter(conn: &mut DbConn, user_id: i64) -> QueryResult<Counter> {
+    if let Some(counter) = read_counter(conn, user_id)? {
+        return Ok(counter);
     }
-    let row = (api_quota::user_id.eq(user_id), api_quota::touched_at.eq(at));
-    // Two first requests may race to create the row: the loser's insert
-    // does nothing, and its UPDATE below then waits for the winner.
+    let row = (
+        api_quota::user_id.eq(user_id),
+        api_quota::touched_at.eq(now()),
+        api_quota::window_count.eq(0),
+        api_quota::counted_after.eq(chrono::DateTime::UNIX_EPOCH.naive_utc()),
+    );
+    // Two instances may race to create the row: the loser's insert does
+    // nothing, and its read below waits for the winner's row.
     match conn {
         DbConn::Pg(c) => diesel::insert_into(api_quota::table)
             .values(row)
@@ -81,57 +119,161 @@ fn lock_user_row(conn: &mut DbConn, user_id: i64, at: NaiveDateTime) -> QueryRes
             .on_conflict_do_nothing()
             .execute(c)?,
     };
-    touch(conn)?;
-    Ok(())
+    read_counter(conn, user_id)?.ok_or(diesel::result::Error::NotFound)
 }
 
-/// Counts one request of `user_id` against `rate`, atomically.
-pub fn take(conn: &mut DbConn, user_id: i64, rate: Rate) -> QueryResult<QuotaDecision> {
-    let limit = rate.requests;
-    let period = chrono::Duration::seconds(i64::try_from(rate.period_secs).unwrap_or(86_400));
-    write_transaction(conn, |conn| {
-        lock_user_row(conn, user_id, now())?;
-        // Read the clock only once the lock is held.
-        let at = now();
-        let window_start = at - period;
-        let in_window = api_requests::table
-            .filter(api_requests::user_id.eq(user_id))
-            .filter(api_requests::requested_at.gt(window_start));
-        let count: i64 = in_window.count().get_result(conn)?;
-        if count >= i64::from(limit) {
-            // The request that must leave the window before one more fits:
-            // the oldest when the window is exactly full (DRF's wait).
-            let skip = count - i64::from(limit);
-            let leaving: NaiveDateTime = in_window
-                .select(api_requests::requested_at)
-                .order(api_requests::requested_at.asc())
-                .offset(skip)
-                .limit(1)
-                .first(conn)?;
-            return Ok(QuotaDecision::Throttled {
-                limit,
-                wait_secs: ceil_secs(leaving + period - at),
+/// The number of the user's requests inside the window that starts at
+/// `window_start`, from the counter. Only the requests that left the
+/// window since the last check are counted. A window that starts earlier
+/// than the counted one (a longer rate after a restart, a clock set back)
+/// is counted in full.
+fn count_in_window(
+    conn: &mut DbConn,
+    user_id: i64,
+    counter: Counter,
+    window_start: NaiveDateTime,
+) -> QueryResult<i64> {
+    let mine = api_requests::table.filter(api_requests::user_id.eq(user_id));
+    if window_start == counter.counted_after {
+        Ok(counter.count)
+    } else if window_start > counter.counted_after {
+        let left: i64 = mine
+            .filter(api_requests::requested_at.gt(counter.counted_after))
+            .filter(api_requests::requested_at.le(window_start))
+            .count()
+            .get_result(conn)?;
+        Ok(counter.count - left)
+    } else {
+        mine.filter(api_requests::requested_at.gt(window_start))
+            .count()
+            .get_result(conn)
+    }
+}
+
+fn store_counter(
+    conn: &mut DbConn,
+    user_id: i64,
+    count: i64,
+    counted_after: NaiveDateTime,
+    at: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(api_quota::table.find(user_id))
+        .set((
+            api_quota::window_count.eq(count),
+            api_quota::counted_after.eq(counted_after),
+            api_quota::touched_at.eq(at),
+        ))
+        .execute(conn)
+}
+
+/// Decides `n` concurrent requests of one user against `rate`, in order,
+/// inside the caller's write transaction: the first ones that fit are
+/// counted (one history row each), the rest are throttled with DRF's wait.
+pub fn take_batch(
+    conn: &mut DbConn,
+    user_id: i64,
+    rate: Rate,
+    n: usize,
+) -> QueryResult<Vec<QuotaDecision>> {
+    let limit = i64::from(rate.requests);
+    let period = period_of(rate);
+    let counter = lock_counter(conn, user_id)?;
+    // Read the clock only once the row is held.
+    let at = now();
+    let window_start = at - period;
+    let mut count = count_in_window(conn, user_id, counter, window_start)?;
+    let mut decisions = Vec::with_capacity(n);
+    let mut throttled = 0;
+    for _ in 0..n {
+        if count < limit {
+            diesel::insert_into(api_requests::table)
+                .values((
+                    api_requests::user_id.eq(user_id),
+                    api_requests::requested_at.eq(at),
+                ))
+                .execute(conn)?;
+            count += 1;
+            decisions.push(QuotaDecision::Allowed {
+                limit: rate.requests,
+                remaining: u32::try_from(limit - count).unwrap_or(0),
+            });
+        } else {
+            throttled += 1;
+            decisions.push(QuotaDecision::Throttled {
+                limit: rate.requests,
+                wait_secs: 0,
             });
         }
-        diesel::insert_into(api_requests::table)
-            .values((
-                api_requests::user_id.eq(user_id),
-                api_requests::requested_at.eq(at),
-            ))
-            .execute(conn)?;
-        let remaining = i64::from(limit) - count - 1;
-        Ok(QuotaDecision::Allowed {
-            limit,
-            remaining: u32::try_from(remaining).unwrap_or(0),
-        })
+    }
+    store_counter(conn, user_id, count, window_start, at)?;
+    if throttled > 0 {
+        // The request that must leave the window before one more fits:
+        // the oldest when the window is exactly full (DRF's wait).
+        let leaving: NaiveDateTime = api_requests::table
+            .filter(api_requests::user_id.eq(user_id))
+            .filter(api_requests::requested_at.gt(window_start))
+            .select(api_requests::requested_at)
+            .order(api_requests::requested_at.asc())
+            .offset((count - limit).max(0))
+            .limit(1)
+            .first(conn)?;
+        let wait_secs = ceil_secs(leaving + period - at);
+        for d in &mut decisions {
+            if let QuotaDecision::Throttled { wait_secs: w, .. } = d {
+                *w = wait_secs;
+            }
+        }
+    }
+    Ok(decisions)
+}
+
+/// Counts one request of `user_id` against `rate`, in a transaction of its
+/// own (for callers outside the writer).
+pub fn take(conn: &mut DbConn, user_id: i64, rate: Rate) -> QueryResult<QuotaDecision> {
+    write_transaction(conn, |conn| {
+        take_batch(conn, user_id, rate, 1)?
+            .pop()
+            .ok_or(diesel::result::Error::NotFound)
     })
 }
 
-/// Deletes request history that no window can see any more.
-pub fn prune(conn: &mut DbConn, rate: Rate) -> QueryResult<usize> {
-    let period = chrono::Duration::seconds(i64::try_from(rate.period_secs).unwrap_or(86_400));
-    diesel::delete(api_requests::table.filter(api_requests::requested_at.le(now() - period)))
-        .execute(conn)
+/// Most history rows one pruning step deletes, so that pruning a large
+/// backlog never holds the write lock for long.
+pub const PRUNE_STEP: i64 = 5_000;
+
+/// The users that have a quota row (and so may have history to prune).
+pub fn quota_users(conn: &mut DbConn) -> QueryResult<Vec<i64>> {
+    api_quota::table
+        .select(api_quota::user_id)
+        .order(api_quota::user_id.asc())
+        .load(conn)
+}
+
+/// One step of deleting a user's request history that no window can see
+/// any more: at most `PRUNE_STEP` rows, after bringing the user's counter
+/// forward past them (under the same hold as a check, so the counter never
+/// includes a deleted row). Returns the rows deleted; call again until it
+/// answers fewer than `PRUNE_STEP`.
+pub fn prune_step(conn: &mut DbConn, rate: Rate, user_id: i64) -> QueryResult<usize> {
+    let period = period_of(rate);
+    write_transaction(conn, |conn| {
+        let counter = lock_counter(conn, user_id)?;
+        let at = now();
+        let window_start = at - period;
+        let count = count_in_window(conn, user_id, counter, window_start)?;
+        store_counter(conn, user_id, count, window_start, at)?;
+        let doomed = api_requests::table
+            .filter(api_requests::user_id.eq(user_id))
+            .filter(api_requests::requested_at.le(window_start))
+            .select(api_requests::id)
+            .order(api_requests::requested_at.asc())
+            .limit(PRUNE_STEP);
+        let ids: Vec<i64> = doomed.load(conn)?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        diesel::delete(api_requests::table.filter(api_requests::id.eq_any(ids))).execute(conn)
+    })
 }
 
 /// Most addresses tracked before stale ones are swept on insert.

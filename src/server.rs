@@ -368,22 +368,61 @@ fn spawn_housekeeping(state: web::Data<AppState>, anon: web::Data<AnonThrottle>)
             admin_housekeeping(&state).await;
             let result = state
                 .db
-                .run(|conn| crate::auth::session_store::prune_expired(conn).map_err(DbError::from))
+                .write(|conn| {
+                    crate::auth::session_store::prune_expired(conn).map_err(DbError::from)
+                })
                 .await;
             if let Err(e) = result {
                 tracing::warn!(error = %e, "housekeeping failed");
             }
-            let rate = state.settings.api_user_rate;
-            let pruned = state
-                .db
-                .run(move |conn| crate::quota::prune(conn, rate).map_err(DbError::from))
-                .await;
-            if let Err(e) = pruned {
+            if let Err(e) = prune_api_history(&state).await {
                 tracing::warn!(error = %e, "pruning the API request history failed");
             }
             anon.prune();
         }
     });
+}
+
+/// Deletes API request history no window can see any more, a step at a
+/// time (each its own short write, so requests' writes go in between).
+async fn prune_api_history(state: &AppState) -> Result<(), DbError> {
+    let rate = state.settings.api_user_rate;
+    let users = state
+        .db
+        .run(|conn| crate::quota::quota_users(conn).map_err(DbError::from))
+        .await?;
+    for user_id in users {
+        loop {
+            let deleted = state
+                .db
+                .write(move |conn| {
+                    crate::quota::prune_step(conn, rate, user_id).map_err(DbError::from)
+                })
+                .await?;
+            if (deleted as i64) < crate::quota::PRUNE_STEP {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Deletes audit entries past their retention, a step at a time; returns
+/// how many.
+async fn prune_audit_log(state: &AppState, retention_days: u32) -> Result<usize, DbError> {
+    let mut pruned = 0;
+    loop {
+        let deleted = state
+            .db
+            .write(move |conn| {
+                crate::audit::prune_step(conn, retention_days).map_err(DbError::from)
+            })
+            .await?;
+        pruned += deleted;
+        if (deleted as i64) < crate::audit::PRUNE_STEP {
+            return Ok(pruned);
+        }
+    }
 }
 
 /// The housekeeping of the login guard and the audit trail: records the
@@ -395,7 +434,7 @@ pub async fn admin_housekeeping(state: &AppState) {
     let retention_days = state.settings.audit_retention_days;
     let result = state
         .db
-        .run(move |conn| {
+        .write(move |conn| {
             let ended = crate::auth::session_store::prune_expired_signed_in(conn)?;
             for session in ended {
                 let event = AuditEvent::new(
@@ -409,10 +448,13 @@ pub async fn admin_housekeeping(state: &AppState) {
                 audit::insert(conn, &audit::system_entry(event, "housekeeping"))?;
             }
             crate::auth::login_guard::prune(conn, &limits)?;
-            let pruned = audit::prune(conn, retention_days)?;
-            Ok::<_, DbError>(pruned)
+            Ok::<_, DbError>(())
         })
         .await;
+    let result = match result {
+        Ok(()) => prune_audit_log(state, retention_days).await,
+        Err(e) => Err(e),
+    };
     match result {
         Ok(0) => {}
         Ok(pruned) => tracing::info!(pruned, retention_days, "old audit entries deleted"),

@@ -201,7 +201,7 @@ pub async fn create(
     let name = username.clone();
     let created = state
         .db
-        .run(
+        .write(
             move |conn| match users::create(conn, &name, &hash, role, must_change) {
                 Ok(user) => Ok(Ok(user)),
                 Err(AccountError::Db(e)) => Err(e),
@@ -282,7 +282,7 @@ where
 {
     let outcome = state
         .db
-        .run(move |conn| {
+        .write(move |conn| {
             let Some(target) = users::find_by_id(conn, id)? else {
                 return Ok(Err(AccountError::NotFound(format!("#{id}"))));
             };

@@ -134,7 +134,7 @@ async fn note_idle_expiry(req: &HttpRequest, state: &AppState) {
     };
     let claimed = state
         .db
-        .run(move |conn| session_store::claim_expired(conn, &key).map_err(DbError::from))
+        .write(move |conn| session_store::claim_expired(conn, &key).map_err(DbError::from))
         .await;
     match claimed {
         Ok(Some(expired)) => {

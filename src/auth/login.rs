@@ -44,7 +44,7 @@ pub async fn attempt(
     let (name, addr) = (username.to_owned(), client_addr.to_owned());
     let (user, admission) = state
         .db
-        .run(move |conn| {
+        .write(move |conn| {
             let user = users::find_by_username(conn, &name)?;
             let admission = login_guard::admit(conn, &limits, &name, &addr)?;
             Ok::<_, DbError>((user, admission))
@@ -58,7 +58,9 @@ pub async fn attempt(
             let name = username.to_owned();
             state
                 .db
-                .run(move |conn| login_guard::count_on_account(conn, &name).map_err(DbError::from))
+                .write(move |conn| {
+                    login_guard::count_on_account(conn, &name).map_err(DbError::from)
+                })
                 .await?;
         }
         return Ok(LoginOutcome::Locked { user, lock });
@@ -75,7 +77,7 @@ pub async fn attempt(
             let name = username.to_owned();
             state
                 .db
-                .run(move |conn| login_guard::succeeded(conn, &name).map_err(DbError::from))
+                .write(move |conn| login_guard::succeeded(conn, &name).map_err(DbError::from))
                 .await?;
             let mut upgraded_hash = false;
             if stored.as_deref().is_some_and(password::needs_rehash)
@@ -84,7 +86,7 @@ pub async fn attempt(
                 let id = user.id;
                 state
                     .db
-                    .run(move |conn| {
+                    .write(move |conn| {
                         users::upgrade_hash(conn, id, &new_hash).map_err(DbError::from)
                     })
                     .await?;
@@ -99,7 +101,7 @@ pub async fn attempt(
             let (name, addr) = (username.to_owned(), client_addr.to_owned());
             let lock = state
                 .db
-                .run(move |conn| {
+                .write(move |conn| {
                     login_guard::failed(conn, &limits, &name, &addr).map_err(DbError::from)
                 })
                 .await?;

@@ -6,6 +6,7 @@
 //! stored, so a copy of the table does not let anyone sign in.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
 use actix_web::cookie::time::Duration;
@@ -28,11 +29,40 @@ pub fn session_id_hash(key: &str) -> String {
 #[derive(Clone)]
 pub struct DbSessionStore {
     db: Database,
+    /// Expiries read by `load`, by session row id, for the `update_ttl` of
+    /// the same request: most requests then need no write at all.
+    loaded_expiry: Arc<Mutex<HashMap<String, NaiveDateTime>>>,
 }
+
+/// Most remembered expiries (requests in flight); beyond, they are dropped
+/// and the next extension simply writes.
+const MAX_REMEMBERED_EXPIRIES: usize = 10_000;
 
 impl DbSessionStore {
     pub fn new(db: Database) -> Self {
-        Self { db }
+        Self {
+            db,
+            loaded_expiry: Arc::default(),
+        }
+    }
+
+    fn remembered(&self) -> std::sync::MutexGuard<'_, HashMap<String, NaiveDateTime>> {
+        // Entries are plain values: a poisoned map is still consistent.
+        self.loaded_expiry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn remember(&self, id: String, expires_at: NaiveDateTime) {
+        let mut map = self.remembered();
+        if map.len() >= MAX_REMEMBERED_EXPIRIES {
+            map.clear();
+        }
+        map.insert(id, expires_at);
+    }
+
+    fn forget(&self, id: &str) -> Option<NaiveDateTime> {
+        self.remembered().remove(id)
     }
 }
 
@@ -51,19 +81,24 @@ fn new_key() -> String {
 impl SessionStore for DbSessionStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<HashMap<String, String>>, LoadError> {
         let id = session_id_hash(key.as_ref());
-        let state: Option<String> = self
+        let row_id = id.clone();
+        let row: Option<(String, NaiveDateTime)> = self
             .db
             .run(move |conn| {
                 sessions::table
-                    .find(id)
+                    .find(row_id)
                     .filter(sessions::expires_at.gt(now()))
-                    .select(sessions::state)
+                    .select((sessions::state, sessions::expires_at))
                     .first(conn)
                     .optional()
                     .map_err(DbError::from)
             })
             .await
             .map_err(|e| LoadError::Other(e.into()))?;
+        let state = row.map(|(state, expires_at)| {
+            self.remember(id, expires_at);
+            state
+        });
         state
             .map(|s| serde_json::from_str(&s).map_err(|e| LoadError::Deserialization(e.into())))
             .transpose()
@@ -80,7 +115,7 @@ impl SessionStore for DbSessionStore {
         let expires_at = expiry(ttl);
         let user_id = user_id_of(&state);
         self.db
-            .run(move |conn| {
+            .write(move |conn| {
                 diesel::insert_into(sessions::table)
                     .values((
                         sessions::id.eq(row_id),
@@ -108,9 +143,10 @@ impl SessionStore for DbSessionStore {
         let row_id = session_id_hash(key.as_ref());
         let expires_at = expiry(ttl);
         let user_id = user_id_of(&state);
+        self.forget(&row_id);
         let updated = self
             .db
-            .run(move |conn| {
+            .write(move |conn| {
                 diesel::update(
                     sessions::table
                         .find(row_id)
@@ -143,31 +179,25 @@ impl SessionStore for DbSessionStore {
     async fn update_ttl(&self, key: &SessionKey, ttl: &Duration) -> Result<(), anyhow::Error> {
         let row_id = session_id_hash(key.as_ref());
         let expires_at = expiry(ttl);
-        // Skip the write when the expiry moved less than a minute (or a
-        // tenth of a short timeout), so a burst of page views costs one
+        // Skip the write when the expiry would move less than a minute (or
+        // a tenth of a short timeout), so a burst of page views costs one
         // write, not one each, yet activity always extends the session.
-        let slack = (ttl.whole_seconds() / 10).clamp(0, 60);
-        let stale_before = expires_at - chrono::Duration::seconds(slack);
-        self.db
-            .run(move |conn| {
-                diesel::update(
-                    sessions::table
-                        .find(row_id)
-                        .filter(sessions::expires_at.gt(now()))
-                        .filter(sessions::expires_at.lt(stale_before)),
-                )
-                .set(sessions::expires_at.eq(expires_at))
-                .execute(conn)
-                .map_err(DbError::from)
-            })
-            .await?;
+        let slack = chrono::Duration::seconds((ttl.whole_seconds() / 10).clamp(0, 60));
+        if self
+            .forget(&row_id)
+            .is_some_and(|known| known >= expires_at - slack)
+        {
+            return Ok(());
+        }
+        self.db.extend_session(row_id, expires_at).await?;
         Ok(())
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<(), anyhow::Error> {
         let row_id = session_id_hash(key.as_ref());
+        self.forget(&row_id);
         self.db
-            .run(move |conn| {
+            .write(move |conn| {
                 diesel::delete(sessions::table.find(row_id))
                     .execute(conn)
                     .map_err(DbError::from)

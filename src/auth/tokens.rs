@@ -85,6 +85,9 @@ pub enum TokenCheck {
     Valid {
         user: User,
         token_id: i64,
+        /// Its last use was recorded over a minute ago (or never): record
+        /// this one (the caller does, with its other writes).
+        record_use: bool,
     },
     /// Unknown, revoked or expired.
     Invalid,
@@ -92,7 +95,7 @@ pub enum TokenCheck {
     Inactive,
 }
 
-/// Looks a presented token up by its hash.
+/// Looks a presented token up by its hash (a read: nothing is written).
 pub fn check_token(conn: &mut DbConn, token: &str) -> QueryResult<TokenCheck> {
     let found: Option<(ApiToken, User)> = api_tokens::table
         .inner_join(users::table)
@@ -110,17 +113,13 @@ pub fn check_token(conn: &mut DbConn, token: &str) -> QueryResult<TokenCheck> {
     if !user.is_active {
         return Ok(TokenCheck::Inactive);
     }
-    // Record last use at most once a minute per token.
-    if token
+    // Last use is recorded at most once a minute per token.
+    let record_use = token
         .last_used_at
-        .is_none_or(|t| at - t > chrono::Duration::seconds(60))
-    {
-        diesel::update(api_tokens::table.find(token.id))
-            .set(api_tokens::last_used_at.eq(Some(at)))
-            .execute(conn)?;
-    }
+        .is_none_or(|t| at - t > chrono::Duration::seconds(60));
     Ok(TokenCheck::Valid {
         user,
         token_id: token.id,
+        record_use,
     })
 }

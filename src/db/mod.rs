@@ -5,8 +5,10 @@
 //! The backend is chosen from the form of `DATABASE_URL` (never by trying
 //! each backend in turn, since SQLite accepts any string as a path).
 
+pub mod exec;
 pub mod models;
 pub mod schema;
+pub mod writer;
 
 use std::time::Duration;
 
@@ -43,13 +45,42 @@ pub enum ConnectError {
     Query(#[from] diesel::result::Error),
 }
 
-impl ManageConnection for ConnectionManager {
-    type Connection = DbConn;
-    type Error = ConnectError;
+/// What a connection is for: its settings differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Pooled connections (command line, exports, tests): read and write.
+    General,
+    /// A reading thread's connection: refuses writes.
+    Reader,
+    /// The group writer's (and checkpoint thread's) connection: writes,
+    /// never checkpoints on commit.
+    Writer,
+}
 
-    fn connect(&self) -> Result<DbConn, ConnectError> {
+impl ConnectionManager {
+    pub fn is_sqlite(&self) -> bool {
+        matches!(self.url, DatabaseUrl::Sqlite(_))
+    }
+
+    /// A connection for a reading thread (`db::exec`).
+    pub fn connect_reader(&self) -> Result<DbConn, ConnectError> {
+        self.connect_as(Role::Reader)
+    }
+
+    /// A connection for the group writer (`db::writer`).
+    pub fn connect_writer(&self) -> Result<DbConn, ConnectError> {
+        self.connect_as(Role::Writer)
+    }
+
+    fn connect_as(&self, role: Role) -> Result<DbConn, ConnectError> {
         match &self.url {
-            DatabaseUrl::Postgres(url) => Ok(DbConn::Pg(PgConnection::establish(url)?)),
+            DatabaseUrl::Postgres(url) => {
+                let mut conn = PgConnection::establish(url)?;
+                if role == Role::Reader {
+                    conn.batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")?;
+                }
+                Ok(DbConn::Pg(conn))
+            }
             DatabaseUrl::Sqlite(path) => {
                 let mut conn = SqliteConnection::establish(&path.to_string_lossy())?;
                 // busy_timeout first, so that later statements wait for other
@@ -64,7 +95,6 @@ impl ManageConnection for ConnectionManager {
                         "PRAGMA journal_mode = WAL;
                          PRAGMA synchronous = NORMAL;
                          PRAGMA foreign_keys = ON;
-                         PRAGMA cache_size = -32000;
                          PRAGMA temp_store = MEMORY;",
                     ) {
                         Ok(()) => break,
@@ -75,9 +105,27 @@ impl ManageConnection for ConnectionManager {
                         Err(e) => return Err(e.into()),
                     }
                 }
+                // Page caches are per connection, and the operating system
+                // caches the file for all of them: a few MB each keep the
+                // upper levels of the indexes at hand without letting ten
+                // connections hold a copy of the database each.
+                conn.batch_execute(match role {
+                    Role::General => "PRAGMA cache_size = -8000;",
+                    Role::Reader => "PRAGMA cache_size = -4000; PRAGMA query_only = 1;",
+                    Role::Writer => "PRAGMA cache_size = -8000; PRAGMA wal_autocheckpoint = 0;",
+                })?;
                 Ok(DbConn::Sqlite(conn))
             }
         }
+    }
+}
+
+impl ManageConnection for ConnectionManager {
+    type Connection = DbConn;
+    type Error = ConnectError;
+
+    fn connect(&self) -> Result<DbConn, ConnectError> {
+        self.connect_as(Role::General)
     }
 
     fn is_valid(&self, conn: &mut DbConn) -> Result<(), ConnectError> {
@@ -129,6 +177,9 @@ const UNAVAILABLE_MESSAGES: &[&str] = &[
     "disk",
     "readonly",
     "read-only",
+    // PostgreSQL broke a lock cycle (two instances' group commits taking
+    // the same users' quota rows in opposite orders): retrying works.
+    "deadlock detected",
 ];
 
 pub type Pool = r2d2::Pool<ConnectionManager>;
@@ -146,6 +197,8 @@ pub enum DbError {
     Migration(String),
     #[error("the blocking task was cancelled")]
     Cancelled,
+    #[error("a group commit failed: {}", .0.message)]
+    Batch(writer::BatchFailure),
 }
 
 impl DbError {
@@ -164,6 +217,7 @@ impl DbError {
                     .any(|m| info.message().contains(m))
             }
             DbError::Query(diesel::result::Error::BrokenTransactionManager) => true,
+            DbError::Batch(failure) => failure.unavailable,
             _ => false,
         }
     }
@@ -185,6 +239,10 @@ pub struct Database {
     pool: Pool,
     is_postgres: bool,
     counts: std::sync::Arc<crate::query::count_cache::CountCache>,
+    /// Running CSV exports per user: each holds a reading connection.
+    exports: std::sync::Arc<crate::web::pages::export_limit::ExportSlots>,
+    readers: exec::Readers,
+    writer: writer::GroupWriter,
 }
 
 impl Database {
@@ -206,14 +264,19 @@ impl Database {
         manager.connect()?;
         let pool = r2d2::Pool::builder()
             .max_size(size)
-            .min_idle(Some(1))
+            .min_idle(Some(0))
             .connection_timeout(Duration::from_secs(5))
             .test_on_check_out(false)
-            .build(manager)?;
+            .build(manager.clone())?;
+        let readers = exec::Readers::new(manager.clone(), size as usize);
+        let writer = writer::GroupWriter::start(manager)?;
         Ok(Self {
             pool,
             is_postgres: url.is_postgres(),
             counts: std::sync::Arc::default(),
+            exports: std::sync::Arc::default(),
+            readers,
+            writer,
         })
     }
 
@@ -222,22 +285,45 @@ impl Database {
     }
 
     /// The customer-count cache of this database (shared by all clones).
+    /// The export slots guarding this database's reading connections.
+    pub fn exports(&self) -> &std::sync::Arc<crate::web::pages::export_limit::ExportSlots> {
+        &self.exports
+    }
+
     pub fn counts(&self) -> std::sync::Arc<crate::query::count_cache::CountCache> {
         self.counts.clone()
     }
 
-    /// Runs `f` with a pooled connection on the blocking thread pool, so
-    /// diesel's synchronous calls never stall the async workers.
+    /// Runs a read `f` on one of the reading threads (`exec`), so diesel's
+    /// synchronous calls never stall the async workers. Its connection
+    /// refuses writes: use `write` for those.
     pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
+        self.readers.run(f).await
+    }
+
+    /// Runs a write `f` atomically, off the async workers: on SQLite in a
+    /// savepoint of the group writer's next batch (the one writer SQLite
+    /// allows), on PostgreSQL in a transaction of its own on a pooled
+    /// connection. Resolves once it is committed. For short writes only:
+    /// on SQLite a long one holds up every request's audit row.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + From<diesel::result::Error> + Send + 'static,
+    {
+        if !self.is_postgres {
+            return self.writer.closure(f).await;
+        }
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = pool.get().map_err(DbError::from)?;
-            let result = f(&mut conn);
+            let result = write_transaction(&mut conn, f);
             if result.is_err() {
                 FAILED_ON_THIS_THREAD.set(true);
             }
@@ -247,6 +333,29 @@ impl Database {
         })
         .await
         .map_err(|_| E::from(DbError::Cancelled))?
+    }
+
+    /// Records an audit row in the next group commit.
+    pub async fn audit(&self, entry: models::NewAuditEntry) -> Result<(), DbError> {
+        self.writer.audit(entry).await
+    }
+
+    /// Counts an API call against its user's quota and audits it, in the
+    /// next group commit.
+    pub async fn api_call(
+        &self,
+        call: writer::ApiCall,
+    ) -> Result<crate::quota::QuotaDecision, DbError> {
+        self.writer.api_call(call).await
+    }
+
+    /// Moves a live session's expiry forward, in the next group commit.
+    pub async fn extend_session(
+        &self,
+        id_hash: String,
+        expires_at: chrono::NaiveDateTime,
+    ) -> Result<(), DbError> {
+        self.writer.extend_session(id_hash, expires_at).await
     }
 
     /// A connection for synchronous callers (CLI commands).
@@ -309,18 +418,39 @@ pub fn run_migrations(conn: &mut DbConn) -> Result<Vec<String>, DbError> {
     }
 }
 
+/// Whether `conn` is inside a transaction already (then a "transaction"
+/// is a savepoint of it, e.g. a write the group writer batches).
+pub fn in_transaction(conn: &mut DbConn) -> bool {
+    let depth = match conn {
+        DbConn::Pg(c) => {
+            AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth()
+        }
+        DbConn::Sqlite(c) => {
+            AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth()
+        }
+    };
+    !matches!(depth, Ok(None))
+}
+
 /// Runs `f` in a write transaction. On SQLite it is `BEGIN IMMEDIATE`, so
 /// the write lock is taken up front (waiting on `busy_timeout`) instead of
-/// failing when a read later turns into a write.
+/// failing when a read later turns into a write. Inside a transaction
+/// already (a batch of the group writer), it is a savepoint of it.
 pub fn write_transaction<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConn) -> Result<T, E>,
     E: From<diesel::result::Error>,
 {
     type Manager = <DbConn as Connection>::TransactionManager;
-    match conn {
-        DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
-        DbConn::Pg(_) => Manager::begin_transaction(conn)?,
+    if in_transaction(conn) {
+        Manager::begin_transaction(conn)?;
+    } else {
+        match conn {
+            DbConn::Sqlite(c) => {
+                AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
+            }
+            DbConn::Pg(_) => Manager::begin_transaction(conn)?,
+        }
     }
     match f(conn) {
         Ok(value) => {

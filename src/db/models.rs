@@ -154,6 +154,9 @@ pub struct AuditEntry {
 
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = audit_log)]
+// NULL for None (not DEFAULT), so the INSERT's text is always the same and
+// its prepared statement is reused.
+#[diesel(treat_none_as_default_value = false)]
 pub struct NewAuditEntry {
     pub at: NaiveDateTime,
     pub user_id: Option<i64>,

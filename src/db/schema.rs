@@ -68,6 +68,8 @@ diesel::table! {
     api_quota (user_id) {
         user_id -> BigInt,
         touched_at -> Timestamp,
+        window_count -> BigInt,
+        counted_after -> Timestamp,
     }
 }
 

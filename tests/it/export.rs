@@ -4,7 +4,6 @@
 use custos::db::models::{Customer, Role};
 use custos::import::validate::format_timestamp;
 use custos::import::{Silent, import_customers, import_operators};
-use custos::web::pages::export_limit::EXPORTS;
 
 use crate::backend_tests;
 use crate::fixtures::*;
@@ -156,9 +155,9 @@ backend_tests! {
         let user_id = app.create_user("alice", Role::Staff).await;
         let client = app.client();
         assert_eq!(app.login(&client, "alice", PASSWORD).await.status(), 303);
-        // The server runs in this process: hold two export slots for alice.
-        let first = EXPORTS.try_acquire(user_id).unwrap();
-        let second = EXPORTS.try_acquire(user_id).unwrap();
+        // The server runs in this process: hold two of its export slots for alice.
+        let first = app.database.exports().try_acquire(user_id).unwrap();
+        let second = app.database.exports().try_acquire(user_id).unwrap();
         let res = client.get(app.url("/customers/export.csv")).send().await.unwrap();
         assert_eq!(res.status(), 429);
         assert!(res.headers().get("retry-after").is_some());
@@ -170,7 +169,7 @@ backend_tests! {
         drop(second);
         // The finished export gave its slot back.
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        assert_eq!(EXPORTS.running(user_id), 0);
+        assert_eq!(app.database.exports().running(user_id), 0);
     }
 
     async fn an_export_gives_its_slot_back_when_the_client_stops_reading(backend) {
@@ -187,7 +186,7 @@ backend_tests! {
         let mut freed = false;
         for _ in 0..50 {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            if EXPORTS.running(user_id) == 0 {
+            if app.database.exports().running(user_id) == 0 {
                 freed = true;
                 break;
             }

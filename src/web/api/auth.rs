@@ -32,6 +32,8 @@ pub const INACTIVE_USER: &str = "User inactive or deleted.";
 pub struct ApiUser {
     pub user: User,
     pub token_id: i64,
+    /// The token's use is due to be recorded (at most once a minute).
+    pub record_use: bool,
 }
 
 impl ApiUser {
@@ -121,7 +123,15 @@ async fn authenticate(req: HttpRequest) -> Result<ApiUser, ApiError> {
         .run(move |conn| tokens::check_token(conn, &key).map_err(DbError::from))
         .await?;
     match checked {
-        TokenCheck::Valid { user, token_id } => Ok(ApiUser { user, token_id }),
+        TokenCheck::Valid {
+            user,
+            token_id,
+            record_use,
+        } => Ok(ApiUser {
+            user,
+            token_id,
+            record_use,
+        }),
         TokenCheck::Invalid => Err(refuse(&req, ApiError::AuthenticationFailed(INVALID_TOKEN))),
         TokenCheck::Inactive => Err(refuse(&req, ApiError::AuthenticationFailed(INACTIVE_USER))),
     }

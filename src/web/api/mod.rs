@@ -24,10 +24,10 @@ use serde_json::{Value, json};
 
 use super::{Access, RouteInfo};
 use crate::audit::{self, AuditEvent, AuditKind};
-use crate::db::DbError;
-use crate::db::models::{Customer, NewCustomer, Operator};
+use crate::db::models::{Customer, NewAuditEntry, NewCustomer, Operator};
+use crate::db::writer::ApiCall;
 use crate::query::{self, CustomerFilter, OperatorFilter, PageRequest, Params};
-use crate::quota::{self, AnonThrottle, QuotaDecision};
+use crate::quota::{AnonThrottle, QuotaDecision};
 use crate::web::AppState;
 use crate::web::error::ApiError;
 pub use auth::ApiUser;
@@ -177,14 +177,55 @@ async fn serve(
         Ok(user) => user,
         Err(e) => return finish(e.error_response(), None),
     };
-    let rate = state.settings.api_user_rate;
-    let user_id = user.id();
-    let decision = match state
+    // Read first, then take the quota and write the audit row together in
+    // one group-committed write: one trip to the writer per request. What
+    // was read is shown only once that write committed and the quota
+    // allowed it (a throttled caller gets 429 and the read is dropped).
+    let method = req.method().clone();
+    let read = if method == Method::GET || method == Method::HEAD {
+        get(&req, &state, &user, endpoint)
+            .await
+            .map(|(res, entry)| (res, Some(entry)))
+    } else if method == Method::OPTIONS {
+        Ok((options(endpoint), None))
+    } else {
+        Err(ApiError::MethodNotAllowed {
+            method: method.as_str().to_owned(),
+            allow: ALLOW,
+        })
+    };
+    let (read, entry) = match read {
+        Ok((res, entry)) => (Ok(res), entry),
+        // Refusals are audited too (not failures of the server itself).
+        Err(e) => {
+            let entry =
+                (!matches!(e, ApiError::Internal(_) | ApiError::Unavailable(_))).then(|| {
+                    let event = AuditEvent::new(
+                        AuditKind::ApiCall,
+                        Some((user.id(), user.username().to_owned())),
+                    )
+                    .detail(format!(
+                        "{} {}: {}",
+                        method,
+                        endpoint.label(),
+                        e.status_code().as_u16()
+                    ));
+                    audit::entry_for(&req, event)
+                });
+            (Err(e), entry)
+        }
+    };
+    let written = state
         .db
-        .run(move |conn| quota::take(conn, user_id, rate).map_err(DbError::from))
-        .await
-    {
-        Ok(d) => d,
+        .api_call(ApiCall {
+            user_id: user.id(),
+            rate: state.settings.api_user_rate,
+            audit: entry,
+            touch_token: user.record_use.then_some(user.token_id),
+        })
+        .await;
+    let decision = match written {
+        Ok(decision) => decision,
         Err(e) => return finish(ApiError::from(e).error_response(), None),
     };
     if let QuotaDecision::Throttled { wait_secs, .. } = decision {
@@ -194,40 +235,7 @@ async fn serve(
             Some(decision),
         );
     }
-    let method = req.method().clone();
-    let result = if method == Method::GET || method == Method::HEAD {
-        get(&req, &state, &user, endpoint).await
-    } else if method == Method::OPTIONS {
-        Ok(options(endpoint))
-    } else {
-        Err(ApiError::MethodNotAllowed {
-            method: method.as_str().to_owned(),
-            allow: ALLOW,
-        })
-    };
-    let res = match result {
-        Ok(res) => res,
-        Err(e) => {
-            // Refusals are audited too, but a failure to record them only
-            // gets logged: they show no data.
-            if !matches!(e, ApiError::Internal(_) | ApiError::Unavailable(_)) {
-                let event = AuditEvent::new(
-                    AuditKind::ApiCall,
-                    Some((user.id(), user.username().to_owned())),
-                )
-                .detail(format!(
-                    "{} {}: {}",
-                    method,
-                    endpoint.label(),
-                    e.status_code().as_u16()
-                ));
-                if let Err(err) = audit::record(&state, &req, event).await {
-                    tracing::warn!(error = %err, "could not audit a refused API call");
-                }
-            }
-            e.error_response()
-        }
-    };
+    let res = read.unwrap_or_else(|e| e.error_response());
     finish(res, Some(decision))
 }
 
@@ -322,12 +330,14 @@ fn object_id(req: &HttpRequest) -> Result<i64, ApiError> {
         .ok_or_else(|| ApiError::NotFound("Not found.".into()))
 }
 
+/// Reads what a GET asks for; returns the answer and the audit row to
+/// write before it may be sent.
 async fn get(
     req: &HttpRequest,
     state: &AppState,
     user: &ApiUser,
     endpoint: Endpoint,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<(HttpResponse, NewAuditEntry), ApiError> {
     let params = parse_params(req)?;
     let actor = Some((user.id(), user.username().to_owned()));
     let mut entry = audit::entry_for(
@@ -367,8 +377,7 @@ async fn get(
                         let results: Vec<Value> = rows.iter().map(customer_json).collect();
                         entry.row_count = Some(results.len() as i64);
                         entry.detail = format!("{}; count {count}", entry.detail);
-                        audit::insert(conn, &entry)?;
-                        Ok::<_, ApiError>(Some((resolved, results)))
+                        Ok::<_, ApiError>(Some((resolved, results, entry)))
                     })
                     .await?
             } else {
@@ -385,12 +394,11 @@ async fn get(
                         let results: Vec<Value> = rows.iter().map(operator_json).collect();
                         entry.row_count = Some(results.len() as i64);
                         entry.detail = format!("{}; count {count}", entry.detail);
-                        audit::insert(conn, &entry)?;
-                        Ok::<_, ApiError>(Some((resolved, results)))
+                        Ok::<_, ApiError>(Some((resolved, results, entry)))
                     })
                     .await?
             };
-            let Some((resolved, results)) = list else {
+            let Some((resolved, results, entry)) = list else {
                 return Err(ApiError::NotFound("Invalid page.".into()));
             };
             let next = resolved
@@ -400,12 +408,13 @@ async fn get(
                 let n = resolved.number - 1;
                 links::page_url(&origin, &path, &params, (n > 1).then_some(n))
             });
-            Ok(json_response(&json!({
+            let body = json!({
                 "count": resolved.count,
                 "next": next,
                 "previous": previous,
                 "results": results,
-            })))
+            });
+            Ok((json_response(&body), entry))
         }
         Endpoint::CustomerDetail => {
             let filter = CustomerFilter::from_params(&params)
@@ -422,13 +431,12 @@ async fn get(
                     }
                     entry.row_count = Some(1);
                     entry.customer_ids = Some(c.id.to_string());
-                    audit::insert(conn, &entry)?;
-                    Ok::<_, ApiError>(Some(c))
+                    Ok::<_, ApiError>(Some((c, entry)))
                 })
                 .await?;
-            let c = found
+            let (c, entry) = found
                 .ok_or_else(|| ApiError::NotFound("No Customer matches the given query.".into()))?;
-            Ok(json_response(&customer_json(&c)))
+            Ok((json_response(&customer_json(&c)), entry))
         }
         Endpoint::OperatorDetail => {
             let filter = OperatorFilter::from_params(&params)
@@ -444,13 +452,12 @@ async fn get(
                         return Ok(None);
                     }
                     entry.row_count = Some(1);
-                    audit::insert(conn, &entry)?;
-                    Ok::<_, ApiError>(Some(o))
+                    Ok::<_, ApiError>(Some((o, entry)))
                 })
                 .await?;
-            let o = found
+            let (o, entry) = found
                 .ok_or_else(|| ApiError::NotFound("No Operator matches the given query.".into()))?;
-            Ok(json_response(&operator_json(&o)))
+            Ok((json_response(&operator_json(&o)), entry))
         }
     }
 }

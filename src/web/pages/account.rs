@@ -171,7 +171,7 @@ pub async fn change_password(
     let user_id = user.id();
     state
         .db
-        .run(move |conn| {
+        .write(move |conn| {
             users::set_password(conn, user_id, &hash, false, None).map_err(|e| match e {
                 users::AccountError::Db(db) => PageError::from(db),
                 other => PageError::Internal(other.to_string()),
@@ -224,7 +224,7 @@ pub async fn create_token(
     let secret = token.clone();
     let stored = state
         .db
-        .run(move |conn| {
+        .write(move |conn| {
             tokens::store_token(conn, user_id, &secret, Some(expires_at)).map_err(DbError::from)
         })
         .await?;
@@ -270,7 +270,9 @@ pub async fn revoke_token(
     let user_id = user.id();
     let revoked = state
         .db
-        .run(move |conn| tokens::revoke_token(conn, token_id, Some(user_id)).map_err(DbError::from))
+        .write(move |conn| {
+            tokens::revoke_token(conn, token_id, Some(user_id)).map_err(DbError::from)
+        })
         .await?;
     if revoked == 0 {
         return Err(PageError::NotFound);

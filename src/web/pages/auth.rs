@@ -205,7 +205,7 @@ pub async fn start_session(
     let id = user.id;
     state
         .db
-        .run(move |conn| {
+        .write(move |conn| {
             diesel::update(users::table.find(id))
                 .set((
                     users::last_login_at.eq(Some(now())),

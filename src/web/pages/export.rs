@@ -13,7 +13,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::customers::{actor, customer_query};
-use super::export_limit::{EXPORTS, ExportSlot};
+use super::export_limit::ExportSlot;
 use crate::audit::{self, AuditEvent, AuditKind};
 use crate::auth::AuthUser;
 use crate::db::models::Customer;
@@ -126,7 +126,7 @@ fn run_export(
     db: Database,
     filter: CustomerFilter,
     tx: mpsc::Sender<Chunk>,
-    slot: ExportSlot<'static>,
+    slot: ExportSlot,
     request_id: String,
 ) {
     match produce(&db, &filter, &tx) {
@@ -157,7 +157,9 @@ async fn export_csv_page(
     state: &AppState,
 ) -> Result<HttpResponse, PageError> {
     let (_, filter) = customer_query(req)?;
-    let slot = EXPORTS
+    let slot = state
+        .db
+        .exports()
         .try_acquire(user.id())
         .ok_or(PageError::TooManyRequests {
             retry_after: RETRY_AFTER_SECS,

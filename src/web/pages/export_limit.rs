@@ -3,11 +3,12 @@
 //! An export holds a database connection and streams for as long as the
 //! client reads, so one user must not be able to start dozens. A slot is
 //! taken before the export starts and given back when its guard is
-//! dropped (finished, failed, or the client went away). The count is per
-//! process, which is what protects this process's pool.
+//! dropped (finished, failed, or the client went away). The slots belong
+//! to the `Database` (one per server), since what they protect is its
+//! reading connections.
 
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// Exports one user may run at once.
 pub const MAX_EXPORTS_PER_USER: usize = 2;
@@ -20,15 +21,15 @@ pub struct ExportSlots {
 
 /// A taken slot; dropping it frees the slot.
 #[derive(Debug)]
-pub struct ExportSlot<'a> {
-    slots: &'a ExportSlots,
+pub struct ExportSlot {
+    slots: Arc<ExportSlots>,
     user_id: i64,
 }
 
 impl ExportSlots {
     /// Takes a slot for `user_id`, or `None` when they already run the
     /// maximum.
-    pub fn try_acquire(&self, user_id: i64) -> Option<ExportSlot<'_>> {
+    pub fn try_acquire(self: &Arc<Self>, user_id: i64) -> Option<ExportSlot> {
         let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         let count = running.entry(user_id).or_insert(0);
         if *count >= MAX_EXPORTS_PER_USER {
@@ -36,7 +37,7 @@ impl ExportSlots {
         }
         *count += 1;
         Some(ExportSlot {
-            slots: self,
+            slots: Arc::clone(self),
             user_id,
         })
     }
@@ -48,7 +49,7 @@ impl ExportSlots {
     }
 }
 
-impl Drop for ExportSlot<'_> {
+impl Drop for ExportSlot {
     fn drop(&mut self) {
         let mut running = self
             .slots
@@ -64,16 +65,13 @@ impl Drop for ExportSlot<'_> {
     }
 }
 
-/// This process's export slots.
-pub static EXPORTS: LazyLock<ExportSlots> = LazyLock::new(ExportSlots::default);
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_third_export_is_refused_until_one_ends() {
-        let slots = ExportSlots::default();
+        let slots = Arc::new(ExportSlots::default());
         let a = slots.try_acquire(7);
         let b = slots.try_acquire(7);
         assert!(a.is_some() && b.is_some());

@@ -114,7 +114,7 @@ pub async fn setup_submit(
     let name = username.clone();
     let created = state
         .db
-        .run(move |conn| users::create_first_admin(conn, &name, &hash))
+        .write(move |conn| users::create_first_admin(conn, &name, &hash))
         .await
         .map_err(|e| match e {
             users::AccountError::Db(db) => PageError::from(db),

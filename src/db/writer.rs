@@ -1,0 +1,439 @@
+//! Group commit: the small writes of requests (audit rows, API quota
+//! checks, session expiry extensions) share transactions instead of each
+//! taking the write lock and committing alone.
+//!
+//! One writer thread per database takes the queued writes, runs all that
+//! are waiting in one write transaction, commits once, and only then tells
+//! each caller its result. A caller therefore learns "written" only when
+//! its row is durable, exactly as with a transaction of its own: data shown
+//! after an audit write is still shown only once the audit row is committed
+//! (fail closed).
+//!
+//! Why: SQLite allows one writer at a time, and a connection that finds the
+//! lock taken sleeps in SQLite's busy handler (1, 2, 5, 10 ms ...), so many
+//! request threads each writing alone queue up behind sleeps and commits.
+//! Here writes that arrive while a batch commits wait for the next one, so
+//! the cost of a commit is shared by everything that arrived meanwhile. On
+//! PostgreSQL it saves a commit (a WAL flush) per request in the same way.
+//!
+//! The API calls of a batch are decided per user (`quota::take_batch`), in
+//! ascending user order, so that batches of two instances on one
+//! PostgreSQL database take the users' quota rows in the same order and
+//! never deadlock. On SQLite any other write of the server also comes here
+//! as a closure, run in a savepoint of the batch so that one failing write
+//! does not undo the others; on PostgreSQL such writes run in transactions
+//! of their own (`Database::write`), which PostgreSQL runs side by side.
+//!
+//! On SQLite the writer's connection never checkpoints the write-ahead log
+//! itself (that would stall every waiting request behind an fsync): a
+//! checkpoint thread does it beside the writer.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Duration;
+
+use chrono::NaiveDateTime;
+use diesel::connection::{Connection, SimpleConnection, TransactionManager};
+use diesel::prelude::*;
+use tokio::sync::oneshot;
+
+use super::{ConnectionManager, DbConn, DbError, write_transaction};
+use crate::config::Rate;
+use crate::db::models::NewAuditEntry;
+use crate::db::schema::{api_tokens, sessions};
+use crate::quota::{self, QuotaDecision};
+
+/// Writes batched into one transaction at most (bounds how long one
+/// commit keeps the callers of a batch waiting).
+const MAX_BATCH: usize = 512;
+/// How often the checkpoint thread copies the write-ahead log back into
+/// the database file (SQLite).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// Why a batch did not commit, handed to each of its callers.
+#[derive(Debug, Clone)]
+pub struct BatchFailure {
+    pub message: String,
+    /// The database was unreachable or locked (the callers answer 503).
+    pub unavailable: bool,
+}
+
+impl BatchFailure {
+    fn of(e: &DbError) -> Self {
+        Self {
+            message: e.to_string(),
+            unavailable: e.is_unavailable(),
+        }
+    }
+}
+
+/// One API request to count against its user's quota and, if allowed,
+/// audit (both in the same transaction).
+#[derive(Debug)]
+pub struct ApiCall {
+    pub user_id: i64,
+    pub rate: Rate,
+    /// The audit row, written only when the call is allowed.
+    pub audit: Option<NewAuditEntry>,
+    /// A token whose last use is to be recorded (at most once a minute).
+    pub touch_token: Option<i64>,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, DbError>>;
+/// Tells the caller of a closure how its batch ended.
+type Deliver = Box<dyn FnOnce(Result<(), BatchFailure>) + Send>;
+/// A queued write: runs in the batch (or, given no connection, does not)
+/// and says how to tell its caller the outcome.
+type WriteFn = Box<dyn FnOnce(Option<&mut DbConn>) -> Deliver + Send>;
+
+enum Job {
+    /// Any write (SQLite only), in a savepoint of the batch.
+    /// Given no connection, it is not run and answers the batch's failure.
+    Closure(WriteFn),
+    Audit(NewAuditEntry, Reply<()>),
+    Api(ApiCall, Reply<QuotaDecision>),
+    /// Moves a live session's expiry to `expires_at`.
+    Session(String, NaiveDateTime, Reply<()>),
+}
+
+/// The queue in front of the writer thread. Cloning shares the queue; the
+/// thread ends when the last clone is gone.
+#[derive(Clone)]
+pub struct GroupWriter {
+    queue: crossbeam_channel::Sender<Job>,
+}
+
+impl GroupWriter {
+    /// Starts the writer thread (and on SQLite its checkpoint thread).
+    pub fn start(manager: ConnectionManager) -> Result<Self, DbError> {
+        let (queue, jobs) = crossbeam_channel::unbounded::<Job>();
+        let checkpoints = if manager.is_sqlite() {
+            Some(start_checkpoints(manager.clone())?)
+        } else {
+            None
+        };
+        std::thread::Builder::new()
+            .name("custos-db-write".into())
+            .spawn(move || {
+                writer_loop(&manager, &jobs);
+                // Ends the checkpoint thread.
+                drop(checkpoints);
+            })
+            .map_err(|e| DbError::Migration(format!("cannot start the writer thread: {e}")))?;
+        Ok(Self { queue })
+    }
+
+    async fn submit<T>(&self, make: impl FnOnce(Reply<T>) -> Job) -> Result<T, DbError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(make(reply))
+            .map_err(|_| DbError::Cancelled)?;
+        answer.await.map_err(|_| DbError::Cancelled)?
+    }
+
+    /// Records an audit row; resolves once it is committed.
+    pub async fn audit(&self, entry: NewAuditEntry) -> Result<(), DbError> {
+        self.submit(|reply| Job::Audit(entry, reply)).await
+    }
+
+    /// Counts an API call and writes its audit row if it is allowed;
+    /// resolves with the quota's decision once committed.
+    pub async fn api_call(&self, call: ApiCall) -> Result<QuotaDecision, DbError> {
+        self.submit(|reply| Job::Api(call, reply)).await
+    }
+
+    /// Extends a session that has not ended to `expires_at`.
+    pub async fn extend_session(
+        &self,
+        id_hash: String,
+        expires_at: NaiveDateTime,
+    ) -> Result<(), DbError> {
+        self.submit(|reply| Job::Session(id_hash, expires_at, reply))
+            .await
+    }
+
+    /// Runs `f` in a savepoint of the next batch (SQLite); resolves once
+    /// the batch has committed, or with the error that stopped it.
+    pub async fn closure<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel::<Result<T, E>>();
+        let job = Job::Closure(Box::new(move |conn: Option<&mut DbConn>| {
+            let result = conn.map(|conn| in_savepoint(conn, f));
+            Box::new(move |committed: Result<(), BatchFailure>| {
+                let outcome = match (committed, result) {
+                    (Ok(()), Some(result)) => result,
+                    (Err(failure), _) => Err(E::from(DbError::Batch(failure))),
+                    (Ok(()), None) => Err(E::from(DbError::Cancelled)),
+                };
+                let _ = reply.send(outcome);
+            })
+        }));
+        self.queue
+            .send(job)
+            .map_err(|_| E::from(DbError::Cancelled))?;
+        answer.await.map_err(|_| E::from(DbError::Cancelled))?
+    }
+}
+
+/// Runs `f` in a savepoint of the batch's transaction: its writes are
+/// undone if it fails (or panics), and the batch goes on.
+fn in_savepoint<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConn) -> Result<T, E>,
+    E: From<DbError>,
+{
+    type Manager = <DbConn as Connection>::TransactionManager;
+    Manager::begin_transaction(conn).map_err(|e| E::from(DbError::from(e)))?;
+    let result = catch_unwind(AssertUnwindSafe(|| f(conn)));
+    match result {
+        Ok(Ok(value)) => {
+            Manager::commit_transaction(conn).map_err(|e| E::from(DbError::from(e)))?;
+            Ok(value)
+        }
+        Ok(Err(e)) => {
+            let _ = Manager::rollback_transaction(conn);
+            Err(e)
+        }
+        Err(_) => {
+            let _ = Manager::rollback_transaction(conn);
+            tracing::error!("a queued database write panicked; it was rolled back");
+            Err(E::from(DbError::Cancelled))
+        }
+    }
+}
+
+fn writer_loop(manager: &ConnectionManager, jobs: &crossbeam_channel::Receiver<Job>) {
+    let mut conn: Option<DbConn> = None;
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if conn.is_none() {
+            match manager.connect_writer() {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    fail_all(batch, &BatchFailure::of(&DbError::Connect(e)));
+                    continue;
+                }
+            }
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        let outcome = catch_unwind(AssertUnwindSafe(|| run_batch(c, batch)));
+        // After a failed batch, keep the connection only if it still
+        // answers (a restarted server needs a new one).
+        let keep = match outcome {
+            Ok(true) => true,
+            Ok(false) => c.batch_execute("SELECT 1").is_ok(),
+            Err(_) => {
+                tracing::error!("a group commit panicked; its connection is replaced");
+                false
+            }
+        };
+        if !keep {
+            conn = None;
+        }
+    }
+}
+
+/// What a batch owes its callers once it has ended.
+#[derive(Default)]
+struct Outcomes {
+    closures: Vec<Deliver>,
+    done: Vec<Reply<()>>,
+    decided: Vec<(Reply<QuotaDecision>, Result<QuotaDecision, DbError>)>,
+}
+
+impl Outcomes {
+    fn deliver(self, committed: Result<(), BatchFailure>) {
+        for deliver in self.closures {
+            deliver(committed.clone());
+        }
+        for reply in self.done {
+            let _ = reply.send(committed.clone().map_err(DbError::Batch));
+        }
+        for (reply, result) in self.decided {
+            let outcome = match &committed {
+                Ok(()) => result,
+                Err(failure) => Err(DbError::Batch(failure.clone())),
+            };
+            let _ = reply.send(outcome);
+        }
+    }
+}
+
+/// Runs one batch in one transaction and answers its callers; false if it
+/// did not commit.
+fn run_batch(conn: &mut DbConn, batch: Vec<Job>) -> bool {
+    type Manager = <DbConn as Connection>::TransactionManager;
+    let begun = match conn {
+        DbConn::Sqlite(c) => {
+            diesel::connection::AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+        }
+        DbConn::Pg(_) => Manager::begin_transaction(&mut *conn),
+    };
+    let mut outcomes = Outcomes::default();
+    let mut audits = Vec::new();
+    let mut calls = Vec::new();
+    let mut extensions = Vec::new();
+    for job in batch {
+        match job {
+            Job::Closure(f) => {
+                // Not run if the transaction did not start: the failure
+                // below answers its caller.
+                outcomes
+                    .closures
+                    .push(f(begun.is_ok().then_some(&mut *conn)));
+            }
+            Job::Audit(entry, reply) => {
+                audits.push(entry);
+                outcomes.done.push(reply);
+            }
+            Job::Api(call, reply) => calls.push((call, reply)),
+            Job::Session(id, expires_at, reply) => {
+                extensions.push((id, expires_at));
+                outcomes.done.push(reply);
+            }
+        }
+    }
+    let written = begun.map_err(DbError::from).and_then(|()| {
+        decide_calls(conn, calls, &mut outcomes)?;
+        for entry in &audits {
+            crate::audit::insert(conn, entry)?;
+        }
+        extend_sessions(conn, extensions)?;
+        Manager::commit_transaction(conn)?;
+        Ok(())
+    });
+    let committed = written.map_err(|e| {
+        let _ = Manager::rollback_transaction(conn);
+        tracing::error!(error = %e, "a group commit failed");
+        BatchFailure::of(&e)
+    });
+    let ok = committed.is_ok();
+    outcomes.deliver(committed);
+    ok
+}
+
+/// Decides the batch's API calls, user by user in ascending order; each
+/// user's calls in a savepoint, so one user's failure fails only theirs.
+fn decide_calls(
+    conn: &mut DbConn,
+    mut calls: Vec<(ApiCall, Reply<QuotaDecision>)>,
+    outcomes: &mut Outcomes,
+) -> Result<(), DbError> {
+    // Stable: each user's calls keep their order of arrival.
+    calls.sort_by_key(|(call, _)| call.user_id);
+    let mut touched: Vec<i64> = calls.iter().filter_map(|(c, _)| c.touch_token).collect();
+    let mut rest = calls.into_iter().peekable();
+    while let Some(first) = rest.next() {
+        let (user_id, rate) = (first.0.user_id, first.0.rate);
+        let mut group = vec![first];
+        while let Some(next) = rest.next_if(|(c, _)| c.user_id == user_id && c.rate == rate) {
+            group.push(next);
+        }
+        let decided = write_transaction(conn, |conn| {
+            let decisions = quota::take_batch(conn, user_id, rate, group.len())?;
+            for ((call, _), decision) in group.iter().zip(&decisions) {
+                if let (true, Some(entry)) = (decision.is_allowed(), &call.audit) {
+                    crate::audit::insert(conn, entry)?;
+                }
+            }
+            Ok::<_, diesel::result::Error>(decisions)
+        });
+        match decided {
+            Ok(decisions) => {
+                for ((_, reply), decision) in group.into_iter().zip(decisions) {
+                    outcomes.decided.push((reply, Ok(decision)));
+                }
+            }
+            Err(e) => {
+                let failure = BatchFailure::of(&DbError::from(e));
+                tracing::error!(user_id, error = %failure.message, "an API quota check failed");
+                for (_, reply) in group {
+                    outcomes
+                        .decided
+                        .push((reply, Err(DbError::Batch(failure.clone()))));
+                }
+            }
+        }
+    }
+    touched.sort_unstable();
+    touched.dedup();
+    let at = super::now();
+    for token_id in touched {
+        diesel::update(api_tokens::table.find(token_id))
+            .set(api_tokens::last_used_at.eq(Some(at)))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Moves live sessions' expiries forward (in id order, the same lock
+/// order on every instance).
+fn extend_sessions(
+    conn: &mut DbConn,
+    mut extensions: Vec<(String, NaiveDateTime)>,
+) -> Result<(), DbError> {
+    extensions.sort();
+    let at = super::now();
+    for (id, expires_at) in extensions {
+        diesel::update(
+            sessions::table
+                .find(id)
+                .filter(sessions::expires_at.gt(at))
+                .filter(sessions::expires_at.lt(expires_at)),
+        )
+        .set(sessions::expires_at.eq(expires_at))
+        .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Answers every caller of a batch that could not start.
+fn fail_all(batch: Vec<Job>, failure: &BatchFailure) {
+    tracing::error!(error = %failure.message, writes = batch.len(), "a group commit could not start");
+    for job in batch {
+        match job {
+            Job::Closure(f) => f(None)(Err(failure.clone())),
+            Job::Audit(_, reply) | Job::Session(_, _, reply) => {
+                let _ = reply.send(Err(DbError::Batch(failure.clone())));
+            }
+            Job::Api(_, reply) => {
+                let _ = reply.send(Err(DbError::Batch(failure.clone())));
+            }
+        }
+    }
+}
+
+/// Starts the thread that checkpoints the write-ahead log (SQLite). It
+/// ends when the returned sender is dropped.
+fn start_checkpoints(manager: ConnectionManager) -> Result<crossbeam_channel::Sender<()>, DbError> {
+    let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+    std::thread::Builder::new()
+        .name("custos-db-checkpoint".into())
+        .spawn(move || {
+            let mut conn: Option<DbConn> = None;
+            while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(CHECKPOINT_EVERY)
+            {
+                if conn.is_none() {
+                    conn = manager.connect_writer().ok();
+                }
+                let Some(c) = conn.as_mut() else { continue };
+                // PASSIVE: copies what it can without waiting for, or
+                // blocking, the writer and the readers.
+                if c.batch_execute("PRAGMA wal_checkpoint(PASSIVE)").is_err() {
+                    conn = None;
+                }
+            }
+        })
+        .map_err(|e| DbError::Migration(format!("cannot start the checkpoint thread: {e}")))?;
+    Ok(stop)
+}
