@@ -255,40 +255,93 @@ fn options(endpoint: Endpoint) -> HttpResponse {
     }))
 }
 
-/// A timestamp as DRF's `DateTimeField` renders a UTC value.
+/// A timestamp as DRF's `DateTimeField` renders a UTC value
+/// (`2024-05-01T12:30:00Z`, with `.ffffff` when there are microseconds).
 pub fn drf_datetime(t: NaiveDateTime) -> String {
-    let base = t.format("%Y-%m-%dT%H:%M:%S");
+    use chrono::{Datelike, Timelike};
+    use std::fmt::Write;
+    // Written field by field: chrono's format strings are parsed anew on
+    // every call, and a results page renders fifty of these.
+    let mut out = String::with_capacity(27);
+    let _ = write!(
+        out,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
     let micros = t.and_utc().timestamp_subsec_micros();
-    if micros == 0 {
-        format!("{base}Z")
-    } else {
-        format!("{base}.{micros:06}Z")
+    if micros != 0 {
+        let _ = write!(out, ".{micros:06}");
+    }
+    out.push('Z');
+    out
+}
+
+/// A customer as the API shows it (DRF's serializer, fields in its order).
+#[derive(Debug, serde::Serialize)]
+pub struct CustomerJson<'a> {
+    id: i64,
+    operator: i64,
+    full_name: &'a str,
+    email: &'a str,
+    phone: &'a str,
+    city: &'a str,
+    country: &'a str,
+    plan: &'a str,
+    status: &'a str,
+    created_at: String,
+}
+
+impl<'a> From<&'a Customer> for CustomerJson<'a> {
+    fn from(c: &'a Customer) -> Self {
+        Self {
+            id: c.id,
+            operator: c.operator_id,
+            full_name: &c.full_name,
+            email: &c.email,
+            phone: &c.phone,
+            city: &c.city,
+            country: &c.country,
+            plan: &c.plan,
+            status: &c.status,
+            created_at: drf_datetime(c.created_at),
+        }
     }
 }
 
-pub fn customer_json(c: &Customer) -> Value {
-    json!({
-        "id": c.id,
-        "operator": c.operator_id,
-        "full_name": c.full_name,
-        "email": c.email,
-        "phone": c.phone,
-        "city": c.city,
-        "country": c.country,
-        "plan": c.plan,
-        "status": c.status,
-        "created_at": drf_datetime(c.created_at),
-    })
+/// An operator as the API shows it.
+#[derive(Debug, serde::Serialize)]
+pub struct OperatorJson<'a> {
+    id: i64,
+    name: &'a str,
+    country: &'a str,
+    support_email: &'a str,
+    created_at: String,
 }
 
-pub fn operator_json(o: &Operator) -> Value {
-    json!({
-        "id": o.id,
-        "name": o.name,
-        "country": o.country,
-        "support_email": o.support_email,
-        "created_at": drf_datetime(o.created_at),
-    })
+impl<'a> From<&'a Operator> for OperatorJson<'a> {
+    fn from(o: &'a Operator) -> Self {
+        Self {
+            id: o.id,
+            name: &o.name,
+            country: &o.country,
+            support_email: &o.support_email,
+            created_at: drf_datetime(o.created_at),
+        }
+    }
+}
+
+/// A 200 answer with `body` serialized as JSON.
+fn json_ok<T: serde::Serialize>(body: &T) -> Result<HttpResponse, ApiError> {
+    let text = serde_json::to_string(body)
+        .map_err(|e| ApiError::Internal(format!("serializing the answer: {e}")))?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(text))
 }
 
 /// Whether a customer passes a filter (DRF filters the detail view's
@@ -365,17 +418,26 @@ async fn get(
             let list = if endpoint == Endpoint::CustomerList {
                 let filter = CustomerFilter::from_params(&params)
                     .map_err(|e| ApiError::Validation(e.to_json()))?;
-                let counts = state.db.counts();
+                let pager = state.db.pager();
                 state
                     .db
                     .run(move |conn| {
-                        let count = counts.count(conn, &filter)?;
+                        let count = pager.count(conn, &filter)?;
                         let Some(resolved) = page.resolve(count) else {
                             return Ok(None);
                         };
-                        let rows = filter.page(conn, resolved.offset(), resolved.page_size)?;
-                        let results: Vec<Value> = rows.iter().map(customer_json).collect();
-                        entry.row_count = Some(results.len() as i64);
+                        let rows = pager.page(
+                            conn,
+                            &filter,
+                            resolved.offset(),
+                            resolved.page_size,
+                            count,
+                        )?;
+                        let results = rows.iter().map(CustomerJson::from).collect::<Vec<_>>();
+                        let results = serde_json::to_string(&results).map_err(|e| {
+                            ApiError::Internal(format!("serializing the answer: {e}"))
+                        })?;
+                        entry.row_count = Some(rows.len() as i64);
                         entry.detail = format!("{}; count {count}", entry.detail);
                         Ok::<_, ApiError>(Some((resolved, results, entry)))
                     })
@@ -391,8 +453,11 @@ async fn get(
                             return Ok(None);
                         };
                         let rows = filter.page(conn, resolved.offset(), resolved.page_size)?;
-                        let results: Vec<Value> = rows.iter().map(operator_json).collect();
-                        entry.row_count = Some(results.len() as i64);
+                        let results = rows.iter().map(OperatorJson::from).collect::<Vec<_>>();
+                        let results = serde_json::to_string(&results).map_err(|e| {
+                            ApiError::Internal(format!("serializing the answer: {e}"))
+                        })?;
+                        entry.row_count = Some(rows.len() as i64);
                         entry.detail = format!("{}; count {count}", entry.detail);
                         Ok::<_, ApiError>(Some((resolved, results, entry)))
                     })
@@ -408,13 +473,25 @@ async fn get(
                 let n = resolved.number - 1;
                 links::page_url(&origin, &path, &params, (n > 1).then_some(n))
             });
-            let body = json!({
-                "count": resolved.count,
-                "next": next,
-                "previous": previous,
-                "results": results,
-            });
-            Ok((json_response(&body), entry))
+            // DRF's paginated body, around the already serialized results.
+            let mut body = String::with_capacity(results.len() + 256);
+            body.push_str("{\"count\":");
+            body.push_str(&resolved.count.to_string());
+            for (name, link) in [("next", &next), ("previous", &previous)] {
+                body.push_str(",\"");
+                body.push_str(name);
+                body.push_str("\":");
+                body.push_str(&json!(link).to_string());
+            }
+            body.push_str(",\"results\":");
+            body.push_str(&results);
+            body.push('}');
+            Ok((
+                HttpResponse::Ok()
+                    .content_type("application/json")
+                    .body(body),
+                entry,
+            ))
         }
         Endpoint::CustomerDetail => {
             let filter = CustomerFilter::from_params(&params)
@@ -436,7 +513,7 @@ async fn get(
                 .await?;
             let (c, entry) = found
                 .ok_or_else(|| ApiError::NotFound("No Customer matches the given query.".into()))?;
-            Ok((json_response(&customer_json(&c)), entry))
+            Ok((json_ok(&CustomerJson::from(&c))?, entry))
         }
         Endpoint::OperatorDetail => {
             let filter = OperatorFilter::from_params(&params)
@@ -457,7 +534,7 @@ async fn get(
                 .await?;
             let (o, entry) = found
                 .ok_or_else(|| ApiError::NotFound("No Operator matches the given query.".into()))?;
-            Ok((json_response(&operator_json(&o)), entry))
+            Ok((json_ok(&OperatorJson::from(&o))?, entry))
         }
     }
 }
