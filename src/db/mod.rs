@@ -238,7 +238,7 @@ pub fn init_tls_library() {
 pub struct Database {
     pool: Pool,
     is_postgres: bool,
-    counts: std::sync::Arc<crate::query::count_cache::CountCache>,
+    pager: std::sync::Arc<crate::query::pager::Pager>,
     /// Running CSV exports per user: each holds a reading connection.
     exports: std::sync::Arc<crate::web::pages::export_limit::ExportSlots>,
     readers: exec::Readers,
@@ -273,7 +273,7 @@ impl Database {
         Ok(Self {
             pool,
             is_postgres: url.is_postgres(),
-            counts: std::sync::Arc::default(),
+            pager: std::sync::Arc::default(),
             exports: std::sync::Arc::default(),
             readers,
             writer,
@@ -284,14 +284,19 @@ impl Database {
         self.is_postgres
     }
 
-    /// The customer-count cache of this database (shared by all clones).
     /// The export slots guarding this database's reading connections.
     pub fn exports(&self) -> &std::sync::Arc<crate::web::pages::export_limit::ExportSlots> {
         &self.exports
     }
 
+    /// Counts and page positions of customer results (`query::pager`).
+    pub fn pager(&self) -> std::sync::Arc<crate::query::pager::Pager> {
+        self.pager.clone()
+    }
+
+    /// The cached counts of customer filters.
     pub fn counts(&self) -> std::sync::Arc<crate::query::count_cache::CountCache> {
-        self.counts.clone()
+        self.pager.counts()
     }
 
     /// Runs a read `f` on one of the reading threads (`exec`), so diesel's

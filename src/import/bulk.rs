@@ -47,17 +47,28 @@ const CUSTOMER_INDEXES: &[(&str, &str)] = &[
         "DROP INDEX customers_full_name",
         "CREATE INDEX customers_full_name ON customers (full_name, id)",
     ),
-    (
-        "DROP INDEX customers_status_created_at",
-        "CREATE INDEX customers_status_created_at ON customers (status, created_at, id)",
-    ),
 ];
 
-/// Per-row triggers of `customers` on SQLite (from the search-index and
-/// data-version migrations): an initial load drops them, and after the rows
-/// are in, builds the trigram index in one pass and puts them back. (The
-/// load bumps the data version itself.)
-const SQLITE_TRIGGERS: &[(&str, &str)] = &[
+/// The index for "one status, newest first": on SQLite it also holds
+/// `search_text` (migration 2026-12-22-000001), so a search walking it
+/// tests each row's text without reading the row.
+const PG_STATUS_CREATED_AT: (&str, &str) = (
+    "DROP INDEX customers_status_created_at",
+    "CREATE INDEX customers_status_created_at ON customers (status, created_at, id)",
+);
+const SQLITE_STATUS_CREATED_AT: (&str, &str) = (
+    "DROP INDEX customers_status_created_at_search",
+    "CREATE INDEX customers_status_created_at_search \
+     ON customers (status, created_at, id, search_text)",
+);
+
+/// On SQLite: the covering status index, and the per-row triggers of
+/// `customers` (from the search-index and data-version migrations): an
+/// initial load drops them, and after the rows are in, builds the trigram
+/// index in one pass and puts them back. (The load bumps the data version
+/// itself.)
+const SQLITE_EXTRAS: &[(&str, &str)] = &[
+    SQLITE_STATUS_CREATED_AT,
     (
         "DROP TRIGGER customers_search_insert",
         "CREATE TRIGGER customers_search_insert AFTER INSERT ON customers
@@ -82,6 +93,7 @@ const SQLITE_REBUILD_SEARCH: &str =
 /// checked every operator_id) and the trigram index (from the search-index
 /// migration).
 const PG_EXTRAS: &[(&str, &str)] = &[
+    PG_STATUS_CREATED_AT,
     (
         "ALTER TABLE customers DROP CONSTRAINT customers_operator_id_fkey",
         "ALTER TABLE customers ADD CONSTRAINT customers_operator_id_fkey \
@@ -106,7 +118,7 @@ pub const LOAD_BATCH_ROWS: usize = 10_000;
 fn backend_extras(conn: &DbConn) -> &'static [(&'static str, &'static str)] {
     match conn {
         DbConn::Pg(_) => PG_EXTRAS,
-        DbConn::Sqlite(_) => SQLITE_TRIGGERS,
+        DbConn::Sqlite(_) => SQLITE_EXTRAS,
     }
 }
 

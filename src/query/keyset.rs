@@ -12,7 +12,7 @@ use diesel::expression::BoxableExpression;
 use diesel::prelude::*;
 use diesel::sql_types::Bool;
 
-use super::{Backend, CustomerField, CustomerFilter, OrderBy};
+use super::{Backend, CustomerField, CustomerFilter, OrderBy, SearchPlan};
 use crate::db::DbConn;
 use crate::db::models::Customer;
 use crate::db::schema::customers;
@@ -68,7 +68,7 @@ fn beyond(key: OrderBy<CustomerField>, row: &Customer, strict: bool) -> Conditio
 /// Rows strictly after `row` in the order given by `keys`:
 /// `k1 > v1 OR (k1 = v1 AND k2 > v2) OR ...`, plus the redundant
 /// `k1 >= v1` so the database can start from an index range.
-fn after(keys: &[OrderBy<CustomerField>], row: &Customer) -> Condition {
+pub(super) fn after(keys: &[OrderBy<CustomerField>], row: &Customer) -> Condition {
     let mut any: Option<Condition> = None;
     for (i, key) in keys.iter().enumerate() {
         let mut term: Condition = beyond(*key, row, true);
@@ -98,7 +98,7 @@ impl CustomerFilter {
         last: Option<&Customer>,
         limit: i64,
     ) -> QueryResult<Vec<Customer>> {
-        let mut q = self.ordered(conn);
+        let mut q = self.ordered(conn, SearchPlan::Auto);
         if let Some(row) = last {
             q = q.filter(after(&effective_keys(&self.ordering), row));
         }

@@ -8,6 +8,7 @@
 
 pub mod count_cache;
 pub mod keyset;
+pub mod pager;
 pub mod params;
 pub mod search;
 pub mod search_index;
@@ -243,7 +244,14 @@ impl CustomerFilter {
     /// index `customers_search` first narrows the rows to those holding
     /// every trigram of the terms of 3+ characters, and the LIKE then
     /// decides exactly (so the index can never change a result).
-    fn filtered(&self, conn: &DbConn) -> customers::BoxedQuery<'static, Backend> {
+    ///
+    /// `plan` says how SQLite is to find the rows (`SearchPlan`); it never
+    /// changes which rows match.
+    fn filtered(&self, conn: &DbConn, plan: SearchPlan) -> customers::BoxedQuery<'static, Backend> {
+        let sqlite = matches!(conn, DbConn::Sqlite(_));
+        // From the trigram index: the other filters must not offer SQLite
+        // an index of their own to start from (`status || ''` has none).
+        let unindexed = sqlite && plan == SearchPlan::FromIndex;
         let mut q = customers::table.into_boxed::<Backend>();
         let mut fts_phrases: Vec<String> = Vec::new();
         for term in &self.search_terms {
@@ -256,7 +264,8 @@ impl CustomerFilter {
                 continue;
             }
             let lower = term.to_lowercase();
-            if matches!(conn, DbConn::Sqlite(_))
+            if sqlite
+                && plan != SearchPlan::Walk
                 && let Some(trigrams) = search_index::fts5_trigrams(&lower)
             {
                 fts_phrases.push(trigrams);
@@ -268,16 +277,32 @@ impl CustomerFilter {
             q = q.filter(search_index::sqlite_match(fts_phrases.join(" AND ")));
         }
         if let Some(s) = &self.status {
-            q = q.filter(customers::status.eq(s.clone()));
+            q = if unindexed {
+                q.filter(customers::status.concat("").eq(s.clone()))
+            } else {
+                q.filter(customers::status.eq(s.clone()))
+            };
         }
         if let Some(p) = &self.plan {
-            q = q.filter(customers::plan.eq(p.clone()));
+            q = if unindexed {
+                q.filter(customers::plan.concat("").eq(p.clone()))
+            } else {
+                q.filter(customers::plan.eq(p.clone()))
+            };
         }
         if let Some(c) = &self.country {
-            q = q.filter(customers::country.eq(c.clone()));
+            q = if unindexed {
+                q.filter(customers::country.concat("").eq(c.clone()))
+            } else {
+                q.filter(customers::country.eq(c.clone()))
+            };
         }
         if let Some(op) = self.operator {
-            q = q.filter(customers::operator_id.eq(op));
+            q = if unindexed {
+                q.filter((customers::operator_id + 0_i64).eq(op))
+            } else {
+                q.filter(customers::operator_id.eq(op))
+            };
         }
         if let Some(d) = self.created_after {
             q = q.filter(customers::created_at.ge(start_of(d)));
@@ -290,8 +315,8 @@ impl CustomerFilter {
         q
     }
 
-    fn ordered(&self, conn: &DbConn) -> customers::BoxedQuery<'static, Backend> {
-        let mut q = self.filtered(conn);
+    fn ordered(&self, conn: &DbConn, plan: SearchPlan) -> customers::BoxedQuery<'static, Backend> {
+        let mut q = self.filtered(conn, plan);
         let mut has_id = false;
         for (i, o) in self.ordering.iter().enumerate() {
             has_id |= o.field == CustomerField::Id;
@@ -323,15 +348,98 @@ impl CustomerFilter {
     }
 
     pub fn count(&self, conn: &mut DbConn) -> QueryResult<i64> {
-        self.filtered(conn).count().get_result(conn)
+        self.filtered(conn, SearchPlan::Auto)
+            .count()
+            .get_result(conn)
     }
 
+    /// The rows `offset .. offset + limit` of the ordered result (plain
+    /// OFFSET; `pager::Pager::page` is the fast way for deep pages).
     pub fn page(&self, conn: &mut DbConn, offset: i64, limit: i64) -> QueryResult<Vec<Customer>> {
-        self.ordered(conn)
-            .offset(offset)
+        self.page_with(conn, SearchPlan::Auto, None, offset, limit)
+    }
+
+    /// `limit` rows of the ordered result, skipping `offset` rows after
+    /// the row `after` (from the start when `None`).
+    pub fn page_with(
+        &self,
+        conn: &mut DbConn,
+        plan: SearchPlan,
+        after: Option<&Customer>,
+        offset: i64,
+        limit: i64,
+    ) -> QueryResult<Vec<Customer>> {
+        let mut q = self.ordered(conn, plan);
+        if let Some(row) = after {
+            q = q.filter(keyset::after(&keyset::effective_keys(&self.ordering), row));
+        }
+        q.offset(offset)
             .limit(limit)
             .select(Customer::as_select())
             .load(conn)
+    }
+
+    /// The row `n` rows after the row `after` (`n = 0`: the next one).
+    pub fn nth_after(
+        &self,
+        conn: &mut DbConn,
+        plan: SearchPlan,
+        after: Option<&Customer>,
+        n: i64,
+    ) -> QueryResult<Option<Customer>> {
+        Ok(self.page_with(conn, plan, after, n, 1)?.pop())
+    }
+
+    /// No filter at all (any ordering): the whole table.
+    pub fn is_unfiltered(&self) -> bool {
+        self.search_terms.is_empty()
+            && self.status.is_none()
+            && self.plan.is_none()
+            && self.country.is_none()
+            && self.operator.is_none()
+            && self.created_after.is_none()
+            && self.created_before.is_none()
+    }
+
+    /// Whether a search term can be looked up in the trigram index.
+    fn has_indexed_term(&self) -> bool {
+        self.search_terms
+            .iter()
+            .any(|t| search_index::fts5_trigrams(&t.to_lowercase()).is_some())
+    }
+}
+
+/// How SQLite is to find a customer query's rows (PostgreSQL plans for
+/// itself from its statistics; there every plan is the same query).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchPlan {
+    /// Narrow by the trigram index and let SQLite choose the rest (counts
+    /// and exports, which visit every match anyway).
+    Auto,
+    /// Start from the trigram index's matches, look each up and sort:
+    /// cheap when the terms are rare.
+    FromIndex,
+    /// Walk the index of the requested order and test each row: cheap
+    /// when matches are common enough to fill the page soon.
+    Walk,
+}
+
+impl SearchPlan {
+    /// The cheaper plan for the first `rows` rows of `filter`, which
+    /// matches `count` of `total` customers. Walking visits about
+    /// `rows * total / count` rows; starting from the index looks up and
+    /// sorts all `count` matches, each a few times the cost of a visit.
+    pub fn choose(filter: &CustomerFilter, rows: i64, count: i64, total: i64) -> Self {
+        if !filter.has_indexed_term() {
+            return SearchPlan::Walk;
+        }
+        const LOOKUP_COST: i128 = 3;
+        let walked = i128::from(rows.max(1)) * i128::from(total.max(1)) / i128::from(count.max(1));
+        if i128::from(count) * LOOKUP_COST < walked {
+            SearchPlan::FromIndex
+        } else {
+            SearchPlan::Walk
+        }
     }
 }
 

@@ -32,6 +32,7 @@ mod db_faults;
 mod export;
 mod hardening;
 mod limits;
+mod pager;
 mod results;
 mod scale_out;
 mod search_index;

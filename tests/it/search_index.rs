@@ -8,7 +8,7 @@
 use custos::db::models::{Customer, NewCustomer};
 use custos::db::schema::customers;
 use custos::db::{Database, DbConn};
-use custos::query::{CustomerFilter, Params, search::split_terms};
+use custos::query::{CustomerFilter, Params, SearchPlan, search::split_terms};
 use diesel::prelude::*;
 
 use crate::backend_tests;
@@ -195,6 +195,17 @@ fn check_all(conn: &mut DbConn) {
             .collect();
         got.sort_unstable();
         assert_eq!(got, want, "rows of {search:?}");
+        // Starting from the trigram index or walking in order: same rows.
+        for plan in [SearchPlan::FromIndex, SearchPlan::Walk] {
+            let mut got: Vec<i64> = f
+                .page_with(conn, plan, None, 0, 10_000)
+                .unwrap()
+                .iter()
+                .map(|c| c.id)
+                .collect();
+            got.sort_unstable();
+            assert_eq!(got, want, "rows of {search:?} by {plan:?}");
+        }
 
         let query = format!("search={}&status=active&ordering=-created_at", enc(search));
         let f = CustomerFilter::from_params(&Params::parse(&query).unwrap()).unwrap();
@@ -208,6 +219,16 @@ fn check_all(conn: &mut DbConn) {
             active.len() as i64,
             "active count of {search:?}"
         );
+        for plan in [SearchPlan::FromIndex, SearchPlan::Walk] {
+            let mut got: Vec<i64> = f
+                .page_with(conn, plan, None, 0, 10_000)
+                .unwrap()
+                .iter()
+                .map(|c| c.id)
+                .collect();
+            got.sort_unstable();
+            assert_eq!(got, active, "active rows of {search:?} by {plan:?}");
+        }
         let mut batches = Vec::new();
         let mut last: Option<Customer> = None;
         loop {

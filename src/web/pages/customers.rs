@@ -165,15 +165,15 @@ async fn list_page(
     let page_request = PageRequest::from_params(&params);
     let f = filter.clone();
     let selected_operator = filter.operator;
-    let counts = state.db.counts();
+    let pager = state.db.pager();
     let loaded = state
         .db
         .run(move |conn| -> Result<Option<Loaded>, DbError> {
-            let count = counts.count(conn, &f)?;
+            let count = pager.count(conn, &f)?;
             let Some(page) = page_request.resolve(count) else {
                 return Ok(None);
             };
-            let rows = f.page(conn, page.offset(), page.page_size)?;
+            let rows = pager.page(conn, &f, page.offset(), page.page_size, count)?;
             let mut ids: Vec<i64> = rows.iter().map(|c| c.operator_id).collect();
             ids.sort_unstable();
             ids.dedup();
