@@ -145,7 +145,15 @@ pub fn dummy_hash() -> &'static str {
     })
 }
 
-/// Bounds how many argon2 computations run at once (19 MiB each).
+/// Bounds how many argon2 computations run at once (19 MiB each), and
+/// runs them on threads of their own at a lower scheduling priority.
+///
+/// A password check is ~20 ms of one core. Run at normal priority, a burst
+/// of logins takes the CPU from every API request for as long as it lasts;
+/// on the `custos-argon2` threads (nice ~9) the scheduler gives requests
+/// the CPU first and logins what remains (still several a second on a busy
+/// machine, all of it on an idle one). Their count is the permit count, so
+/// the semaphore is what queues further attempts.
 #[derive(Clone)]
 pub struct PasswordWork {
     permits: Arc<Semaphore>,
@@ -153,13 +161,38 @@ pub struct PasswordWork {
     /// for password checks stays at permits × 19 MiB however many logins
     /// come.
     memory: Arc<Mutex<Vec<Vec<Block>>>>,
+    /// The hashing threads' queue; they end when the last clone is gone.
+    jobs: crossbeam_channel::Sender<Box<dyn FnOnce() + Send>>,
 }
+
+/// Niceness of the hashing threads, as `thread_priority`'s 0..=99 scale
+/// (25 is about nice 9).
+const HASHING_PRIORITY: u8 = 25;
 
 impl PasswordWork {
     pub fn new(parallel: usize) -> Self {
+        let parallel = parallel.max(1);
+        let (jobs, queue) = crossbeam_channel::unbounded::<Box<dyn FnOnce() + Send>>();
+        for i in 0..parallel {
+            let queue = queue.clone();
+            let started = std::thread::Builder::new()
+                .name("custos-argon2".into())
+                .spawn(move || {
+                    if let Err(e) = lower_priority() {
+                        tracing::debug!(error = %e, "argon2 thread keeps normal priority");
+                    }
+                    while let Ok(job) = queue.recv() {
+                        job();
+                    }
+                });
+            if let Err(e) = started {
+                tracing::error!(error = %e, thread = i, "could not start an argon2 thread");
+            }
+        }
         Self {
-            permits: Arc::new(Semaphore::new(parallel.max(1))),
+            permits: Arc::new(Semaphore::new(parallel)),
             memory: Arc::new(Mutex::new(Vec::new())),
+            jobs,
         }
     }
 
@@ -177,7 +210,22 @@ impl PasswordWork {
         }
     }
 
-    /// Verifies on the blocking pool. `stored` of `None` verifies against
+    /// Runs `f` on a hashing thread; `None` if none is running or `f`
+    /// panicked.
+    async fn on_hashing_thread<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job = move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+            let _ = tx.send(result.ok());
+        };
+        self.jobs.send(Box::new(job)).ok()?;
+        rx.await.ok().flatten()
+    }
+
+    /// Verifies on a hashing thread. `stored` of `None` verifies against
     /// the dummy hash and always fails.
     pub async fn verify(&self, stored: Option<String>, password: String) -> bool {
         let Ok(_permit) = self.permits.acquire().await else {
@@ -185,7 +233,7 @@ impl PasswordWork {
         };
         let mut buffer = self.take_memory();
         let pool = Arc::clone(&self.memory);
-        tokio::task::spawn_blocking(move || {
+        self.on_hashing_thread(move || {
             let verified = match stored {
                 Some(hash) => verify_password_with_memory(&hash, &password, &mut buffer),
                 None => {
@@ -200,14 +248,23 @@ impl PasswordWork {
         .unwrap_or(false)
     }
 
-    /// Hashes on the blocking pool.
+    /// Hashes on a hashing thread.
     pub async fn hash(&self, password: String) -> Option<String> {
         let _permit = self.permits.acquire().await.ok()?;
-        tokio::task::spawn_blocking(move || hash_password(&password).ok())
+        self.on_hashing_thread(move || hash_password(&password).ok())
             .await
-            .ok()
             .flatten()
     }
+}
+
+/// Lowers the calling thread's scheduling priority (never needs a
+/// privilege; raising it back would, so only dedicated threads call this).
+fn lower_priority() -> Result<(), thread_priority::Error> {
+    let priority = thread_priority::ThreadPriorityValue::try_from(HASHING_PRIORITY)
+        .map_err(|_| thread_priority::Error::Priority("out of range"))?;
+    thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Crossplatform(
+        priority,
+    ))
 }
 
 /// Passwords that meet the length rule but are among the first guesses of

@@ -48,6 +48,26 @@ const MAX_BATCH: usize = 512;
 /// How often the checkpoint thread copies the write-ahead log back into
 /// the database file (SQLite).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// Write-ahead log frames (pages) after which the checkpoint thread waits
+/// for a moment without readers to start the log over (about 64 MB; the
+/// file stays at a bounded size of a few times that).
+/// Passive checkpoints copy pages back but cannot restart the log while
+/// reads overlap without a pause, as they do under steady load, so
+/// without this the log file only grows.
+const RESTART_AFTER_FRAMES: i64 = 16_384;
+/// How long a RESTART checkpoint may hold writes back waiting for readers.
+const RESTART_WAIT: Duration = Duration::from_millis(20);
+
+/// What `PRAGMA wal_checkpoint` answers.
+#[derive(diesel::QueryableByName)]
+struct CheckpointResult {
+    /// Frames in the log.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    log: i64,
+    /// Frames of it already copied back into the database.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    checkpointed: i64,
+}
 
 /// Why a batch did not commit, handed to each of its callers.
 #[derive(Debug, Clone)]
@@ -424,12 +444,37 @@ fn start_checkpoints(manager: ConnectionManager) -> Result<crossbeam_channel::Se
                 stopped.recv_timeout(CHECKPOINT_EVERY)
             {
                 if conn.is_none() {
-                    conn = manager.connect_writer().ok();
+                    conn = manager.connect_writer().ok().and_then(|mut c| {
+                        let wait = format!("PRAGMA busy_timeout = {};", RESTART_WAIT.as_millis());
+                        c.batch_execute(&wait).ok().map(|()| c)
+                    });
                 }
                 let Some(c) = conn.as_mut() else { continue };
                 // PASSIVE: copies what it can without waiting for, or
-                // blocking, the writer and the readers.
-                if c.batch_execute("PRAGMA wal_checkpoint(PASSIVE)").is_err() {
+                // blocking, the writer and the readers. When the log has
+                // grown long, RESTART waits for the readers of older
+                // snapshots to finish, holding new writes back meanwhile,
+                // so the next write starts the log file over from its
+                // beginning (reused, not truncated: freeing and growing a
+                // large file again stalled writes); it waits at most
+                // RESTART_WAIT for that (else it tries again next time),
+                // so writes are never held back longer.
+                let passive =
+                    diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").load::<CheckpointResult>(c);
+                let ok = match passive {
+                    // Only once everything is copied back: then the restart
+                    // has no pages to write and sync while writes wait.
+                    Ok(rows)
+                        if rows
+                            .iter()
+                            .any(|r| r.log >= RESTART_AFTER_FRAMES && r.checkpointed == r.log) =>
+                    {
+                        c.batch_execute("PRAGMA wal_checkpoint(RESTART)").is_ok()
+                    }
+                    Ok(_) => true,
+                    Err(_) => false,
+                };
+                if !ok {
                     conn = None;
                 }
             }
