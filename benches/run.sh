@@ -12,9 +12,13 @@
 #   benches/run.sh
 #   BENCH_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test benches/run.sh
 #
+# Every figure is the median of BENCH_RUNS (3) measured runs of the line
+# (each metric's own median), after a short warm-up.
+#
 # Knobs: BENCH_CUSTOMERS (1000000), BENCH_SECONDS (10), BENCH_CONNECTIONS
-# (64), BENCH_USERS (32), BENCH_GROWTH (1; 0 skips 10k/100k), BENCH_REUSE
-# (1 keeps seeded databases in bench-out/ between runs), BENCH_PORT (18080).
+# (64), BENCH_USERS (32), BENCH_RUNS (3), BENCH_GROWTH (1; 0 skips
+# 10k/100k), BENCH_REUSE (1 keeps seeded databases in bench-out/ between
+# runs), BENCH_PORT (18080).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -22,6 +26,7 @@ N=${BENCH_CUSTOMERS:-1000000}
 D=${BENCH_SECONDS:-10}
 C=${BENCH_CONNECTIONS:-64}
 USERS=${BENCH_USERS:-32}
+RUNS=${BENCH_RUNS:-3}
 PORT=${BENCH_PORT:-18080}
 REF_PORT=$((PORT + 1))
 OUT=$ROOT/bench-out
@@ -116,6 +121,20 @@ wrk_run() { # seconds port path auth(token|cookie|none) [max_id]
   ERRS=$((NON2XX + SOCK))
 }
 
+median() { # values...
+  printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
+
+# RUNS measured wrk runs; sets RPS P50 P99 ERRS to the medians.
+wrk_median() { # seconds port path auth [max_id]
+  local rps=() p50=() p99=() errs=()
+  for _ in $(seq 1 "$RUNS"); do
+    wrk_run "$@"
+    rps+=("$RPS") p50+=("$P50") p99+=("$P99") errs+=("$ERRS")
+  done
+  RPS=$(median "${rps[@]}") P50=$(median "${p50[@]}") P99=$(median "${p99[@]}") ERRS=$(median "${errs[@]}")
+}
+
 ROWS=()
 row() { # work rps p50 p99 errs rss
   local ratio
@@ -132,10 +151,10 @@ print_table() { # title
   ROWS=()
 }
 
-# Measures one line: a short warm-up, then the measured run.
+# Measures one line: a short warm-up, then the measured runs.
 line() { # label path auth [max_id]
   wrk_run 2 "$PORT" "$2" "$3" "${4:-$N}"
-  wrk_run "$D" "$PORT" "$2" "$3" "${4:-$N}"
+  wrk_median "$D" "$PORT" "$2" "$3" "${4:-$N}"
   row "$1" "$RPS" "$P50" "$P99" "$ERRS" "$(rss_mb "$CUSTOS_PID")"
 }
 
@@ -148,30 +167,40 @@ query_table() { # n
   line "API search smith, active, -created_at" "/api/v1/customers/?search=smith&status=active&ordering=-created_at" token
   line "API deep page=$deep" "/api/v1/customers/?page=$deep" token
   line "HTML /customers (logged in)" "/customers" cookie
-  # API detail while 32 login attempts run at once.
-  python3 "$ROOT/benches/login.py" load "http://127.0.0.1:$PORT" bench-login $((D + 3)) 32 > "$OUT/logins.txt" &
-  local login_pid=$!
-  sleep 1
-  wrk_run "$D" "$PORT" "/api/v1/customers/{id}/" token "$n"
-  wait "$login_pid"
-  row "API detail during 32 concurrent logins" "$RPS" "$P50" "$P99" "$ERRS" "$(rss_mb "$CUSTOS_PID")"
-  LOGINS=$(cat "$OUT/logins.txt")
+  # API detail while 32 login attempts run at once (each run its own).
+  local rps=() p50=() p99=() errs=() logins=()
+  for _ in $(seq 1 "$RUNS"); do
+    python3 "$ROOT/benches/login.py" load "http://127.0.0.1:$PORT" bench-login $((D + 3)) 32 > "$OUT/logins.txt" &
+    local login_pid=$!
+    sleep 1
+    wrk_run "$D" "$PORT" "/api/v1/customers/{id}/" token "$n"
+    wait "$login_pid"
+    rps+=("$RPS") p50+=("$P50") p99+=("$P99") errs+=("$ERRS") logins+=("$(cat "$OUT/logins.txt")")
+  done
+  row "API detail during 32 concurrent logins" "$(median "${rps[@]}")" "$(median "${p50[@]}")" \
+    "$(median "${p99[@]}")" "$(median "${errs[@]}")" "$(rss_mb "$CUSTOS_PID")"
+  LOGINS="$(median "${logins[@]}") (median of ${logins[*]}) in $((D + 3)) s"
 }
 
 export_line() {
-  local before peak t0 t1 rows
-  before=$(rss_mb "$CUSTOS_PID")
-  echo "$before" > "$OUT/rss.txt"
-  ( while kill -0 "$CUSTOS_PID" 2> /dev/null; do rss_mb "$CUSTOS_PID" >> "$OUT/rss.txt"; echo >> "$OUT/rss.txt"; sleep 0.1; done ) &
-  local sampler=$!
-  t0=$(date +%s.%N)
-  rows=$(curl -sf -H "Cookie: $COOKIE" "http://127.0.0.1:$PORT/customers/export.csv" | wc -l)
-  t1=$(date +%s.%N)
-  kill "$sampler" 2> /dev/null || true
-  wait "$sampler" 2> /dev/null || true
-  peak=$(sort -n "$OUT/rss.txt" | tail -1)
-  rows=$((rows - 1))
-  EXPORT="CSV export of all $rows rows: $(python3 -c "print(round($rows/($t1-$t0)))") rows/s, $(python3 -c "print(round($t1-$t0,2))") s, RSS $before MB before, peak $peak MB (growth $((peak - before)) MB)"
+  local before peak t0 t1 rows rates=() growths=() peaks=()
+  for _ in $(seq 1 "$RUNS"); do
+    before=$(rss_mb "$CUSTOS_PID")
+    echo "$before" > "$OUT/rss.txt"
+    ( while kill -0 "$CUSTOS_PID" 2> /dev/null; do rss_mb "$CUSTOS_PID" >> "$OUT/rss.txt"; echo >> "$OUT/rss.txt"; sleep 0.1; done ) &
+    local sampler=$!
+    t0=$(date +%s.%N)
+    rows=$(curl -sf -H "Cookie: $COOKIE" "http://127.0.0.1:$PORT/customers/export.csv" | wc -l)
+    t1=$(date +%s.%N)
+    kill "$sampler" 2> /dev/null || true
+    wait "$sampler" 2> /dev/null || true
+    peak=$(sort -n "$OUT/rss.txt" | tail -1)
+    rows=$((rows - 1))
+    rates+=("$(python3 -c "print(round($rows/($t1-$t0)))")")
+    growths+=("$((peak - before))")
+    peaks+=("$peak")
+  done
+  EXPORT="CSV export of all $rows rows: $(median "${rates[@]}") rows/s (median of ${rates[*]}), RSS growth during an export $(median "${growths[@]}") MB (median of ${growths[*]}; peaks ${peaks[*]} MB)"
 }
 
 # --- SQLite, N customers ------------------------------------------------
@@ -184,7 +213,7 @@ export DATABASE_URL=$OUT/sqlite-$N.db
 prepare "$N" "$OUT/sqlite-$N.ready"
 start_custos "$OUT/custos-sqlite.log"
 wrk_run 2 "$REF_PORT" / none
-wrk_run "$D" "$REF_PORT" / none
+wrk_median "$D" "$REF_PORT" / none
 REF_RPS=$RPS
 row "reference (actix-web, small JSON)" "$RPS" "$P50" "$P99" "$ERRS" "$(rss_mb "$REF_PID")"
 query_table "$N"
@@ -192,7 +221,7 @@ export_line
 SQLITE_EXPORT=$EXPORT
 SQLITE_LOGINS=$LOGINS
 FINAL_RSS=$(rss_mb "$CUSTOS_PID")
-print_table "SQLite, $N customers, $C connections, ${D} s per line"
+print_table "SQLite, $N customers, $C connections, median of $RUNS runs of ${D} s per line"
 echo
 echo "- $SQLITE_EXPORT"
 echo "- login attempts answered during the 32-login line: $SQLITE_LOGINS"
@@ -212,7 +241,7 @@ if [ "${BENCH_GROWTH:-1}" = 1 ]; then
     line "API list page 1" "/api/v1/customers/" token
     line "API search" "/api/v1/customers/?search=smith&status=active&ordering=-created_at" token
     line "API deep page=$((n / 100)) (half way)" "/api/v1/customers/?page=$((n / 100))" token
-    print_table "growth: SQLite, $n customers, ${D} s per line"
+    print_table "growth: SQLite, $n customers, median of $RUNS runs of ${D} s per line"
     stop_custos
   done
   D=$SAVED_D
@@ -232,7 +261,7 @@ if [ -n "${BENCH_POSTGRES_URL:-}" ]; then
   row "reference (from the SQLite run)" "$REF_RPS" "-" "-" "-" "-"
   query_table "$N"
   export_line
-  print_table "PostgreSQL, $N customers, $C connections, ${D} s per line"
+  print_table "PostgreSQL, $N customers, $C connections, median of $RUNS runs of ${D} s per line"
   echo
   echo "- $EXPORT"
   echo "- login attempts answered during the 32-login line: $LOGINS"

@@ -142,9 +142,9 @@ pub fn entry_for(req: &HttpRequest, event: AuditEvent) -> NewAuditEntry {
 }
 
 pub fn insert(conn: &mut DbConn, entry: &NewAuditEntry) -> QueryResult<usize> {
-    diesel::insert_into(audit_log::table)
+    crate::db::on_backend!(conn, c => diesel::insert_into(audit_log::table)
         .values(entry)
-        .execute(conn)
+        .execute(c))
 }
 
 /// A row for an event that no request carries: the command line

@@ -137,16 +137,17 @@ fn count_in_window(
     if window_start == counter.counted_after {
         Ok(counter.count)
     } else if window_start > counter.counted_after {
-        let left: i64 = mine
+        let left: i64 = crate::db::on_backend!(conn, c => mine
             .filter(api_requests::requested_at.gt(counter.counted_after))
             .filter(api_requests::requested_at.le(window_start))
             .count()
-            .get_result(conn)?;
+            .get_result(c))?;
         Ok(counter.count - left)
     } else {
-        mine.filter(api_requests::requested_at.gt(window_start))
+        crate::db::on_backend!(conn, c => mine
+            .filter(api_requests::requested_at.gt(window_start))
             .count()
-            .get_result(conn)
+            .get_result(c))
     }
 }
 
@@ -157,13 +158,13 @@ fn store_counter(
     counted_after: NaiveDateTime,
     at: NaiveDateTime,
 ) -> QueryResult<usize> {
-    diesel::update(api_quota::table.find(user_id))
+    crate::db::on_backend!(conn, c => diesel::update(api_quota::table.find(user_id))
         .set((
             api_quota::window_count.eq(count),
             api_quota::counted_after.eq(counted_after),
             api_quota::touched_at.eq(at),
         ))
-        .execute(conn)
+        .execute(c))
 }
 
 /// Decides `n` concurrent requests of one user against `rate`, in order,
@@ -186,12 +187,12 @@ pub fn take_batch(
     let mut throttled = 0;
     for _ in 0..n {
         if count < limit {
-            diesel::insert_into(api_requests::table)
+            crate::db::on_backend!(conn, c => diesel::insert_into(api_requests::table)
                 .values((
                     api_requests::user_id.eq(user_id),
                     api_requests::requested_at.eq(at),
                 ))
-                .execute(conn)?;
+                .execute(c))?;
             count += 1;
             decisions.push(QuotaDecision::Allowed {
                 limit: rate.requests,

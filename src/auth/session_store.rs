@@ -85,13 +85,13 @@ impl SessionStore for DbSessionStore {
         let row: Option<(String, NaiveDateTime)> = self
             .db
             .run(move |conn| {
-                sessions::table
+                crate::db::on_backend!(conn, c => sessions::table
                     .find(row_id)
                     .filter(sessions::expires_at.gt(now()))
                     .select((sessions::state, sessions::expires_at))
-                    .first(conn)
-                    .optional()
-                    .map_err(DbError::from)
+                    .first(c)
+                    .optional())
+                .map_err(DbError::from)
             })
             .await
             .map_err(|e| LoadError::Other(e.into()))?;

@@ -97,12 +97,13 @@ pub enum TokenCheck {
 
 /// Looks a presented token up by its hash (a read: nothing is written).
 pub fn check_token(conn: &mut DbConn, token: &str) -> QueryResult<TokenCheck> {
-    let found: Option<(ApiToken, User)> = api_tokens::table
+    let hash = token_hash(token);
+    let found: Option<(ApiToken, User)> = crate::db::on_backend!(conn, c => api_tokens::table
         .inner_join(users::table)
-        .filter(api_tokens::token_hash.eq(token_hash(token)))
+        .filter(api_tokens::token_hash.eq(&hash))
         .select((ApiToken::as_select(), User::as_select()))
-        .first(conn)
-        .optional()?;
+        .first(c)
+        .optional())?;
     let Some((token, user)) = found else {
         return Ok(TokenCheck::Invalid);
     };

@@ -62,11 +62,11 @@ pub fn find_by_username(conn: &mut DbConn, username: &str) -> QueryResult<Option
 }
 
 pub fn find_by_id(conn: &mut DbConn, id: i64) -> QueryResult<Option<User>> {
-    users::table
+    crate::db::on_backend!(conn, c => users::table
         .find(id)
         .select(User::as_select())
-        .first(conn)
-        .optional()
+        .first(c)
+        .optional())
 }
 
 pub fn list(conn: &mut DbConn) -> QueryResult<Vec<User>> {

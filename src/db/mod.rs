@@ -30,6 +30,20 @@ pub enum DbConn {
     Sqlite(SqliteConnection),
 }
 
+/// Runs `$body` with `$c` bound to the backend's own connection, for the
+/// hottest queries: through `DbConn` itself diesel writes a query's SQL
+/// text anew on every run to find its cached statement, while on the
+/// backend's connection a query of fixed shape finds it by its type.
+macro_rules! on_backend {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            $crate::db::DbConn::Sqlite($c) => $body,
+            $crate::db::DbConn::Pg($c) => $body,
+        }
+    };
+}
+pub(crate) use on_backend;
+
 /// Opens connections of the configured backend and prepares each one.
 #[derive(Debug, Clone)]
 pub struct ConnectionManager {

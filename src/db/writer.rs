@@ -388,9 +388,9 @@ fn decide_calls(
     touched.dedup();
     let at = super::now();
     for token_id in touched {
-        diesel::update(api_tokens::table.find(token_id))
+        super::on_backend!(conn, c => diesel::update(api_tokens::table.find(token_id))
             .set(api_tokens::last_used_at.eq(Some(at)))
-            .execute(conn)?;
+            .execute(c))?;
     }
     Ok(())
 }

@@ -118,11 +118,11 @@ impl CountCache {
 
 /// The current `app_state.data_version`, if the row exists.
 pub fn data_version(conn: &mut DbConn) -> QueryResult<Option<String>> {
-    app_state::table
+    crate::db::on_backend!(conn, c => app_state::table
         .find("data_version")
         .select(app_state::value)
-        .first::<String>(conn)
-        .optional()
+        .first::<String>(c)
+        .optional())
 }
 
 #[cfg(test)]

@@ -448,11 +448,11 @@ fn start_of(d: NaiveDate) -> NaiveDateTime {
 }
 
 pub fn customer_by_id(conn: &mut DbConn, id: i64) -> QueryResult<Option<Customer>> {
-    customers::table
+    crate::db::on_backend!(conn, c => customers::table
         .find(id)
         .select(Customer::as_select())
-        .first(conn)
-        .optional()
+        .first(c)
+        .optional())
 }
 
 /// Fields operators may be ordered by.
