@@ -141,6 +141,25 @@ pub fn entry_for(req: &HttpRequest, event: AuditEvent) -> NewAuditEntry {
     }
 }
 
+/// Rows per multi-row audit insert (11 bound values each, well under
+/// either backend's limit on bound values).
+const INSERT_CHUNK: usize = 256;
+
+/// Inserts many audit rows with one statement per `INSERT_CHUNK` rows (on
+/// PostgreSQL each statement is a round trip).
+pub fn insert_many(conn: &mut DbConn, entries: &[NewAuditEntry]) -> QueryResult<usize> {
+    let mut written = 0;
+    for chunk in entries.chunks(INSERT_CHUNK) {
+        written += match chunk {
+            [one] => insert(conn, one)?,
+            _ => crate::db::on_backend!(conn, c => diesel::insert_into(audit_log::table)
+                .values(chunk)
+                .execute(c))?,
+        };
+    }
+    Ok(written)
+}
+
 pub fn insert(conn: &mut DbConn, entry: &NewAuditEntry) -> QueryResult<usize> {
     crate::db::on_backend!(conn, c => diesel::insert_into(audit_log::table)
         .values(entry)

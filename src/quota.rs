@@ -185,14 +185,11 @@ pub fn take_batch(
     let mut count = count_in_window(conn, user_id, counter, window_start)?;
     let mut decisions = Vec::with_capacity(n);
     let mut throttled = 0;
-    for _ in 0..n {
-        if count < limit {
-            crate::db::on_backend!(conn, c => diesel::insert_into(api_requests::table)
-                .values((
-                    api_requests::user_id.eq(user_id),
-                    api_requests::requested_at.eq(at),
-                ))
-                .execute(c))?;
+    let allowed = usize::try_from((limit - count).max(0))
+        .unwrap_or(usize::MAX)
+        .min(n);
+    for i in 0..n {
+        if i < allowed {
             count += 1;
             decisions.push(QuotaDecision::Allowed {
                 limit: rate.requests,
@@ -205,6 +202,19 @@ pub fn take_batch(
                 wait_secs: 0,
             });
         }
+    }
+    // One history row per allowed request, in one statement.
+    if allowed > 0 {
+        let rows = vec![
+            (
+                api_requests::user_id.eq(user_id),
+                api_requests::requested_at.eq(at)
+            );
+            allowed
+        ];
+        crate::db::on_backend!(conn, c => diesel::insert_into(api_requests::table)
+            .values(&rows)
+            .execute(c))?;
     }
     store_counter(conn, user_id, count, window_start, at)?;
     if throttled > 0 {

@@ -1,6 +1,7 @@
 //! Database access: one connection type over SQLite and PostgreSQL, the
-//! pool, embedded migrations, and the wrapper that keeps every diesel call
-//! off the async executor.
+//! pool, embedded migrations, and `Database`, which keeps every diesel
+//! call off the async executor: reads go to the reading threads (`exec`),
+//! writes to the group-commit writer (`writer`).
 //!
 //! The backend is chosen from the form of `DATABASE_URL` (never by trying
 //! each backend in turn, since SQLite accepts any string as a path).
@@ -256,8 +257,18 @@ pub struct Database {
     /// Running CSV exports per user: each holds a reading connection.
     exports: std::sync::Arc<crate::web::pages::export_limit::ExportSlots>,
     readers: exec::Readers,
-    writer: writer::GroupWriter,
+    /// One group writer on SQLite (it allows one writer); on PostgreSQL
+    /// `POSTGRES_WRITERS`, each owning a share of the users (`writer_for`).
+    writers: Vec<writer::GroupWriter>,
+    next_writer: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
+
+/// Group writers on PostgreSQL. A batch there is a chain of round trips
+/// (a few per user), so one writer spends most of its time waiting for the
+/// server; several, each with its own connection, keep it busy. Each
+/// user's quota row and tokens belong to one writer (by user id), so the
+/// writers of one instance never wait for each other's row locks.
+const POSTGRES_WRITERS: usize = 4;
 
 impl Database {
     /// Opens a pool of `size` connections. Fails fast (with the cause) if
@@ -283,14 +294,22 @@ impl Database {
             .test_on_check_out(false)
             .build(manager.clone())?;
         let readers = exec::Readers::new(manager.clone(), size as usize);
-        let writer = writer::GroupWriter::start(manager)?;
+        let writer_count = if url.is_postgres() {
+            POSTGRES_WRITERS
+        } else {
+            1
+        };
+        let writers = (0..writer_count)
+            .map(|_| writer::GroupWriter::start(manager.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             pool,
             is_postgres: url.is_postgres(),
             pager: std::sync::Arc::default(),
             exports: std::sync::Arc::default(),
             readers,
-            writer,
+            writers,
+            next_writer: std::sync::Arc::default(),
         })
     }
 
@@ -337,7 +356,7 @@ impl Database {
         E: From<DbError> + From<diesel::result::Error> + Send + 'static,
     {
         if !self.is_postgres {
-            return self.writer.closure(f).await;
+            return self.writers[0].closure(f).await;
         }
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
@@ -354,9 +373,19 @@ impl Database {
         .map_err(|_| E::from(DbError::Cancelled))?
     }
 
+    /// The writer that owns `key` (a user id, or any number for writes
+    /// that touch no shared row).
+    fn writer_for(&self, key: u64) -> &writer::GroupWriter {
+        let index = usize::try_from(key % self.writers.len() as u64).unwrap_or(0);
+        &self.writers[index]
+    }
+
     /// Records an audit row in the next group commit.
     pub async fn audit(&self, entry: models::NewAuditEntry) -> Result<(), DbError> {
-        self.writer.audit(entry).await
+        let turn = self
+            .next_writer
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.writer_for(turn as u64).audit(entry).await
     }
 
     /// Counts an API call against its user's quota and audits it, in the
@@ -365,7 +394,9 @@ impl Database {
         &self,
         call: writer::ApiCall,
     ) -> Result<crate::quota::QuotaDecision, DbError> {
-        self.writer.api_call(call).await
+        self.writer_for(call.user_id.unsigned_abs())
+            .api_call(call)
+            .await
     }
 
     /// Moves a live session's expiry forward, in the next group commit.
@@ -374,7 +405,13 @@ impl Database {
         id_hash: String,
         expires_at: chrono::NaiveDateTime,
     ) -> Result<(), DbError> {
-        self.writer.extend_session(id_hash, expires_at).await
+        // A session's row always goes to the same writer.
+        let key = id_hash
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+        self.writer_for(key)
+            .extend_session(id_hash, expires_at)
+            .await
     }
 
     /// A connection for synchronous callers (CLI commands).

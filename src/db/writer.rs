@@ -324,9 +324,7 @@ fn run_batch(conn: &mut DbConn, batch: Vec<Job>) -> bool {
     }
     let written = begun.map_err(DbError::from).and_then(|()| {
         decide_calls(conn, calls, &mut outcomes)?;
-        for entry in &audits {
-            crate::audit::insert(conn, entry)?;
-        }
+        crate::audit::insert_many(conn, &audits)?;
         extend_sessions(conn, extensions)?;
         Manager::commit_transaction(conn)?;
         Ok(())
@@ -360,11 +358,13 @@ fn decide_calls(
         }
         let decided = write_transaction(conn, |conn| {
             let decisions = quota::take_batch(conn, user_id, rate, group.len())?;
-            for ((call, _), decision) in group.iter().zip(&decisions) {
-                if let (true, Some(entry)) = (decision.is_allowed(), &call.audit) {
-                    crate::audit::insert(conn, entry)?;
-                }
-            }
+            let allowed: Vec<NewAuditEntry> = group
+                .iter()
+                .zip(&decisions)
+                .filter(|(_, decision)| decision.is_allowed())
+                .filter_map(|((call, _), _)| call.audit.clone())
+                .collect();
+            crate::audit::insert_many(conn, &allowed)?;
             Ok::<_, diesel::result::Error>(decisions)
         });
         match decided {
