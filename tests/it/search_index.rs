@@ -174,6 +174,18 @@ fn all(conn: &mut DbConn) -> Vec<Customer> {
         .unwrap()
 }
 
+/// The ids of the whole result read with `plan`, sorted.
+fn ids_by(conn: &mut DbConn, f: &CustomerFilter, plan: SearchPlan) -> Vec<i64> {
+    let mut ids: Vec<i64> = f
+        .page_with(conn, plan, None, 0, 10_000)
+        .unwrap()
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
 /// Every search agrees with the scan, by count and by the rows themselves
 /// (also with another filter and a descending order, and in export batches).
 fn check_all(conn: &mut DbConn) {
@@ -197,14 +209,11 @@ fn check_all(conn: &mut DbConn) {
         assert_eq!(got, want, "rows of {search:?}");
         // Starting from the trigram index or walking in order: same rows.
         for plan in [SearchPlan::FromIndex, SearchPlan::Walk] {
-            let mut got: Vec<i64> = f
-                .page_with(conn, plan, None, 0, 10_000)
-                .unwrap()
-                .iter()
-                .map(|c| c.id)
-                .collect();
-            got.sort_unstable();
-            assert_eq!(got, want, "rows of {search:?} by {plan:?}");
+            assert_eq!(
+                ids_by(conn, &f, plan),
+                want,
+                "rows of {search:?} by {plan:?}"
+            );
         }
 
         let query = format!("search={}&status=active&ordering=-created_at", enc(search));
@@ -220,14 +229,11 @@ fn check_all(conn: &mut DbConn) {
             "active count of {search:?}"
         );
         for plan in [SearchPlan::FromIndex, SearchPlan::Walk] {
-            let mut got: Vec<i64> = f
-                .page_with(conn, plan, None, 0, 10_000)
-                .unwrap()
-                .iter()
-                .map(|c| c.id)
-                .collect();
-            got.sort_unstable();
-            assert_eq!(got, active, "active rows of {search:?} by {plan:?}");
+            assert_eq!(
+                ids_by(conn, &f, plan),
+                active,
+                "active rows of {search:?} by {plan:?}"
+            );
         }
         let mut batches = Vec::new();
         let mut last: Option<Customer> = None;
