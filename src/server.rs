@@ -392,17 +392,10 @@ async fn prune_api_history(state: &AppState) -> Result<(), DbError> {
         .run(|conn| crate::quota::quota_users(conn).map_err(DbError::from))
         .await?;
     for user_id in users {
-        loop {
-            let deleted = state
-                .db
-                .write(move |conn| {
-                    crate::quota::prune_step(conn, rate, user_id).map_err(DbError::from)
-                })
-                .await?;
-            if (deleted as i64) < crate::quota::PRUNE_STEP {
-                break;
-            }
-        }
+        delete_in_steps(state, crate::quota::PRUNE_STEP, move |conn| {
+            crate::quota::prune_step(conn, rate, user_id)
+        })
+        .await?;
     }
     Ok(())
 }
@@ -410,17 +403,29 @@ async fn prune_api_history(state: &AppState) -> Result<(), DbError> {
 /// Deletes audit entries past their retention, a step at a time; returns
 /// how many.
 async fn prune_audit_log(state: &AppState, retention_days: u32) -> Result<usize, DbError> {
-    let mut pruned = 0;
+    delete_in_steps(state, crate::audit::PRUNE_STEP, move |conn| {
+        crate::audit::prune_step(conn, retention_days)
+    })
+    .await
+}
+
+/// Runs the deletion `step` (at most `step_rows` rows each, its own short
+/// write) until a step deletes fewer; returns the rows deleted.
+async fn delete_in_steps(
+    state: &AppState,
+    step_rows: i64,
+    step: impl Fn(&mut crate::db::DbConn) -> diesel::QueryResult<usize> + Clone + Send + 'static,
+) -> Result<usize, DbError> {
+    let mut deleted = 0;
     loop {
-        let deleted = state
+        let step = step.clone();
+        let now = state
             .db
-            .write(move |conn| {
-                crate::audit::prune_step(conn, retention_days).map_err(DbError::from)
-            })
+            .write(move |conn| step(conn).map_err(DbError::from))
             .await?;
-        pruned += deleted;
-        if (deleted as i64) < crate::audit::PRUNE_STEP {
-            return Ok(pruned);
+        deleted += now;
+        if i64::try_from(now).unwrap_or(i64::MAX) < step_rows {
+            return Ok(deleted);
         }
     }
 }

@@ -145,7 +145,7 @@ fn reader_loop(shared: &Shared) {
 
 /// After a failed job: whether the connection still answers and is not
 /// stuck in a broken transaction.
-fn still_usable(conn: &mut DbConn) -> bool {
+pub(super) fn still_usable(conn: &mut DbConn) -> bool {
     let in_error = match conn {
         DbConn::Pg(c) => matches!(
             AnsiTransactionManager::transaction_manager_status_mut(c),

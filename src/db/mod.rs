@@ -254,7 +254,7 @@ pub struct Database {
     pool: Pool,
     is_postgres: bool,
     pager: std::sync::Arc<crate::query::pager::Pager>,
-    /// Running CSV exports per user: each holds a reading connection.
+    /// Running CSV exports per user: each holds a pooled connection.
     exports: std::sync::Arc<crate::web::pages::export_limit::ExportSlots>,
     readers: exec::Readers,
     /// One group writer on SQLite (it allows one writer); on PostgreSQL
@@ -317,7 +317,7 @@ impl Database {
         self.is_postgres
     }
 
-    /// The export slots guarding this database's reading connections.
+    /// The export slots guarding this database's pool.
     pub fn exports(&self) -> &std::sync::Arc<crate::web::pages::export_limit::ExportSlots> {
         &self.exports
     }

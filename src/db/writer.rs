@@ -177,7 +177,7 @@ impl GroupWriter {
     where
         F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
-        E: From<DbError> + Send + 'static,
+        E: From<DbError> + From<diesel::result::Error> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel::<Result<T, E>>();
         let job = Job::Closure(Box::new(move |conn: Option<&mut DbConn>| {
@@ -198,26 +198,19 @@ impl GroupWriter {
     }
 }
 
-/// Runs `f` in a savepoint of the batch's transaction: its writes are
-/// undone if it fails (or panics), and the batch goes on.
+/// Runs `f` in a savepoint of the batch's transaction (`write_transaction`
+/// nests as one): its writes are undone if it fails (or panics), and the
+/// batch goes on.
 fn in_savepoint<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConn) -> Result<T, E>,
-    E: From<DbError>,
+    E: From<DbError> + From<diesel::result::Error>,
 {
     type Manager = <DbConn as Connection>::TransactionManager;
-    Manager::begin_transaction(conn).map_err(|e| E::from(DbError::from(e)))?;
-    let result = catch_unwind(AssertUnwindSafe(|| f(conn)));
-    match result {
-        Ok(Ok(value)) => {
-            Manager::commit_transaction(conn).map_err(|e| E::from(DbError::from(e)))?;
-            Ok(value)
-        }
-        Ok(Err(e)) => {
-            let _ = Manager::rollback_transaction(conn);
-            Err(e)
-        }
+    match catch_unwind(AssertUnwindSafe(|| write_transaction(&mut *conn, f))) {
+        Ok(result) => result,
         Err(_) => {
+            // The panic left the savepoint open.
             let _ = Manager::rollback_transaction(conn);
             tracing::error!("a queued database write panicked; it was rolled back");
             Err(E::from(DbError::Cancelled))
@@ -250,7 +243,7 @@ fn writer_loop(manager: &ConnectionManager, jobs: &crossbeam_channel::Receiver<J
         // answers (a restarted server needs a new one).
         let keep = match outcome {
             Ok(true) => true,
-            Ok(false) => c.batch_execute("SELECT 1").is_ok(),
+            Ok(false) => super::exec::still_usable(c),
             Err(_) => {
                 tracing::error!("a group commit panicked; its connection is replaced");
                 false

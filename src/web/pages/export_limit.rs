@@ -5,7 +5,7 @@
 //! taken before the export starts and given back when its guard is
 //! dropped (finished, failed, or the client went away). The slots belong
 //! to the `Database` (one per server), since what they protect is its
-//! reading connections.
+//! pool of connections.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
