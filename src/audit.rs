@@ -145,17 +145,30 @@ pub fn entry_for(req: &HttpRequest, event: AuditEvent) -> NewAuditEntry {
 /// either backend's limit on bound values).
 const INSERT_CHUNK: usize = 256;
 
-/// Inserts many audit rows with one statement per `INSERT_CHUNK` rows (on
-/// PostgreSQL each statement is a round trip).
+/// Inserts many audit rows: on PostgreSQL one statement per `INSERT_CHUNK`
+/// rows (each statement is a round trip), on SQLite row by row.
 pub fn insert_many(conn: &mut DbConn, entries: &[NewAuditEntry]) -> QueryResult<usize> {
     let mut written = 0;
-    for chunk in entries.chunks(INSERT_CHUNK) {
-        written += match chunk {
-            [one] => insert(conn, one)?,
-            _ => crate::db::on_backend!(conn, c => diesel::insert_into(audit_log::table)
-                .values(chunk)
-                .execute(c))?,
-        };
+    match conn {
+        // One prepared statement run per row: a statement of n rows would
+        // be compiled anew for each n, and SQLite has no round trips to save.
+        DbConn::Sqlite(_) => {
+            for entry in entries {
+                written += insert(conn, entry)?;
+            }
+        }
+        DbConn::Pg(c) => {
+            for chunk in entries.chunks(INSERT_CHUNK) {
+                written += match chunk {
+                    [one] => diesel::insert_into(audit_log::table)
+                        .values(one)
+                        .execute(c)?,
+                    _ => diesel::insert_into(audit_log::table)
+                        .values(chunk)
+                        .execute(c)?,
+                };
+            }
+        }
     }
     Ok(written)
 }

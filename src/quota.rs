@@ -203,18 +203,27 @@ pub fn take_batch(
             });
         }
     }
-    // One history row per allowed request, in one statement.
-    if allowed > 0 {
-        let rows = vec![
-            (
-                api_requests::user_id.eq(user_id),
-                api_requests::requested_at.eq(at)
-            );
-            allowed
-        ];
-        crate::db::on_backend!(conn, c => diesel::insert_into(api_requests::table)
-            .values(&rows)
-            .execute(c))?;
+    // One history row per allowed request: on PostgreSQL in one statement
+    // (one round trip), on SQLite one prepared statement run per row (a
+    // statement of n rows would be compiled anew for each n).
+    let row = (
+        api_requests::user_id.eq(user_id),
+        api_requests::requested_at.eq(at),
+    );
+    match conn {
+        DbConn::Pg(c) if allowed > 0 => {
+            diesel::insert_into(api_requests::table)
+                .values(&vec![row; allowed])
+                .execute(c)?;
+        }
+        DbConn::Pg(_) => {}
+        DbConn::Sqlite(c) => {
+            for _ in 0..allowed {
+                diesel::insert_into(api_requests::table)
+                    .values(row)
+                    .execute(c)?;
+            }
+        }
     }
     store_counter(conn, user_id, count, window_start, at)?;
     if throttled > 0 {

@@ -7,6 +7,7 @@ pub mod login;
 pub mod login_guard;
 pub mod password;
 pub mod session_store;
+pub mod token_cache;
 pub mod tokens;
 pub mod users;
 

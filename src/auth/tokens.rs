@@ -97,30 +97,38 @@ pub enum TokenCheck {
 
 /// Looks a presented token up by its hash (a read: nothing is written).
 pub fn check_token(conn: &mut DbConn, token: &str) -> QueryResult<TokenCheck> {
-    let hash = token_hash(token);
-    let found: Option<(ApiToken, User)> = crate::db::on_backend!(conn, c => api_tokens::table
+    Ok(match find_by_hash(conn, &token_hash(token))? {
+        Some((token, user)) => judge(token, user, now()),
+        None => TokenCheck::Invalid,
+    })
+}
+
+/// The token stored under `hash` and its user, whatever their state.
+pub fn find_by_hash(conn: &mut DbConn, hash: &str) -> QueryResult<Option<(ApiToken, User)>> {
+    crate::db::on_backend!(conn, c => api_tokens::table
         .inner_join(users::table)
-        .filter(api_tokens::token_hash.eq(&hash))
+        .filter(api_tokens::token_hash.eq(hash))
         .select((ApiToken::as_select(), User::as_select()))
         .first(c)
-        .optional())?;
-    let Some((token, user)) = found else {
-        return Ok(TokenCheck::Invalid);
-    };
-    let at = now();
+        .optional())
+}
+
+/// Whether a stored token and its user accept a request at `at`: the one
+/// rule, for rows fresh from the database and rows from the token cache.
+pub fn judge(token: ApiToken, user: User, at: NaiveDateTime) -> TokenCheck {
     if token.revoked_at.is_some() || token.expires_at.is_some_and(|e| e <= at) {
-        return Ok(TokenCheck::Invalid);
+        return TokenCheck::Invalid;
     }
     if !user.is_active {
-        return Ok(TokenCheck::Inactive);
+        return TokenCheck::Inactive;
     }
     // Last use is recorded at most once a minute per token.
     let record_use = token
         .last_used_at
         .is_none_or(|t| at - t > chrono::Duration::seconds(60));
-    Ok(TokenCheck::Valid {
+    TokenCheck::Valid {
         user,
         token_id: token.id,
         record_use,
-    })
+    }
 }

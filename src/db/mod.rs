@@ -9,6 +9,7 @@
 pub mod exec;
 pub mod models;
 pub mod schema;
+pub mod timestamp;
 pub mod writer;
 
 use std::time::Duration;
@@ -261,6 +262,9 @@ pub struct Database {
     /// `POSTGRES_WRITERS`, each owning a share of the users (`writer_for`).
     writers: Vec<writer::GroupWriter>,
     next_writer: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// API tokens recently looked up, shared with the writers, which
+    /// recheck a token when the auth version moved (`auth::token_cache`).
+    tokens: std::sync::Arc<crate::auth::token_cache::TokenCache>,
 }
 
 /// Group writers on PostgreSQL. A batch there is a chain of round trips
@@ -299,8 +303,9 @@ impl Database {
         } else {
             1
         };
+        let tokens = std::sync::Arc::<crate::auth::token_cache::TokenCache>::default();
         let writers = (0..writer_count)
-            .map(|_| writer::GroupWriter::start(manager.clone()))
+            .map(|_| writer::GroupWriter::start(manager.clone(), tokens.clone()))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             pool,
@@ -310,6 +315,7 @@ impl Database {
             readers,
             writers,
             next_writer: std::sync::Arc::default(),
+            tokens,
         })
     }
 
@@ -325,6 +331,11 @@ impl Database {
     /// Counts and page positions of customer results (`query::pager`).
     pub fn pager(&self) -> std::sync::Arc<crate::query::pager::Pager> {
         self.pager.clone()
+    }
+
+    /// The API token cache (`auth::token_cache`).
+    pub fn token_cache(&self) -> &std::sync::Arc<crate::auth::token_cache::TokenCache> {
+        &self.tokens
     }
 
     /// The cached counts of customer filters.
@@ -389,11 +400,9 @@ impl Database {
     }
 
     /// Counts an API call against its user's quota and audits it, in the
-    /// next group commit.
-    pub async fn api_call(
-        &self,
-        call: writer::ApiCall,
-    ) -> Result<crate::quota::QuotaDecision, DbError> {
+    /// next group commit (after checking its token again if the auth
+    /// version moved since the lookup).
+    pub async fn api_call(&self, call: writer::ApiCall) -> Result<writer::ApiOutcome, DbError> {
         self.writer_for(call.user_id.unsigned_abs())
             .api_call(call)
             .await

@@ -22,6 +22,7 @@ mod django;
 mod login_guard;
 mod quota;
 mod sqlmap;
+mod token_cache;
 mod tokens;
 
 mod cli;

@@ -12,6 +12,7 @@ use std::pin::Pin;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 
+use crate::auth::token_cache::{self, TokenProof};
 use crate::auth::tokens::{self, TokenCheck};
 use crate::db::DbError;
 use crate::db::models::User;
@@ -32,6 +33,8 @@ pub const INACTIVE_USER: &str = "User inactive or deleted.";
 pub struct ApiUser {
     pub user: User,
     pub token_id: i64,
+    /// What the token was accepted on, for the writer to check again.
+    pub proof: TokenProof,
     /// The token's use is due to be recorded (at most once a minute).
     pub record_use: bool,
 }
@@ -89,7 +92,7 @@ fn plausible_key(key: &str) -> bool {
 }
 
 /// Counts a request that ends unauthenticated against the anonymous limit.
-fn refuse(req: &HttpRequest, error: ApiError) -> ApiError {
+pub fn refuse(req: &HttpRequest, error: ApiError) -> ApiError {
     let Some(anon) = req.app_data::<web::Data<AnonThrottle>>() else {
         return error;
     };
@@ -118,20 +121,47 @@ async fn authenticate(req: HttpRequest) -> Result<ApiUser, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::Internal("application state missing".into()))?;
-    let checked = state
-        .db
-        .run(move |conn| tokens::check_token(conn, &key).map_err(DbError::from))
-        .await?;
+    let hash = tokens::token_hash(&key);
+    let cache = state.db.token_cache().clone();
+    let at = crate::db::now();
+    let (checked, version) = match cache.get(&hash) {
+        Some((version, token, user)) => (tokens::judge(token, user, at), Some(version)),
+        None => {
+            let hash = hash.clone();
+            state
+                .db
+                .run(move |conn| {
+                    // The version first: the rows read after it are at
+                    // least as new as it says.
+                    let version = token_cache::auth_version(conn)?;
+                    let found = tokens::find_by_hash(conn, &hash)?;
+                    let Some((token, user)) = found else {
+                        return Ok((TokenCheck::Invalid, version));
+                    };
+                    if let Some(v) = version {
+                        cache.put(hash, v, token.clone(), user.clone());
+                    }
+                    Ok::<_, DbError>((tokens::judge(token, user, at), version))
+                })
+                .await?
+        }
+    };
     match checked {
         TokenCheck::Valid {
             user,
             token_id,
             record_use,
-        } => Ok(ApiUser {
-            user,
-            token_id,
-            record_use,
-        }),
+        } => {
+            if record_use {
+                state.db.token_cache().note_use(&hash, at);
+            }
+            Ok(ApiUser {
+                user,
+                token_id,
+                proof: TokenProof { hash, version },
+                record_use,
+            })
+        }
         TokenCheck::Invalid => Err(refuse(&req, ApiError::AuthenticationFailed(INVALID_TOKEN))),
         TokenCheck::Inactive => Err(refuse(&req, ApiError::AuthenticationFailed(INACTIVE_USER))),
     }

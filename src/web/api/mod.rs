@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use super::{Access, RouteInfo};
 use crate::audit::{self, AuditEvent, AuditKind};
 use crate::db::models::{Customer, NewAuditEntry, NewCustomer, Operator};
-use crate::db::writer::ApiCall;
+use crate::db::writer::{ApiCall, ApiOutcome};
 use crate::query::{self, CustomerFilter, OperatorFilter, PageRequest, Params};
 use crate::quota::{AnonThrottle, QuotaDecision};
 use crate::web::AppState;
@@ -218,6 +218,7 @@ async fn serve(
     let written = state
         .db
         .api_call(ApiCall {
+            token: user.proof.clone(),
             user_id: user.id(),
             rate: state.settings.api_user_rate,
             audit: entry,
@@ -225,7 +226,16 @@ async fn serve(
         })
         .await;
     let decision = match written {
-        Ok(decision) => decision,
+        Ok(ApiOutcome::Decided(decision)) => decision,
+        // The token stopped passing between its lookup and this commit.
+        Ok(ApiOutcome::TokenInvalid) => {
+            let refused = ApiError::AuthenticationFailed(auth::INVALID_TOKEN);
+            return finish(auth::refuse(&req, refused).error_response(), None);
+        }
+        Ok(ApiOutcome::UserInactive) => {
+            let refused = ApiError::AuthenticationFailed(auth::INACTIVE_USER);
+            return finish(auth::refuse(&req, refused).error_response(), None);
+        }
         Err(e) => return finish(ApiError::from(e).error_response(), None),
     };
     if let QuotaDecision::Throttled { wait_secs, .. } = decision {
