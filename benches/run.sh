@@ -164,6 +164,9 @@ query_table() { # n
   COOKIE=$(python3 "$ROOT/benches/login.py" session "http://127.0.0.1:$PORT" bench0 "$PASSWORD")
   line "API detail /api/v1/customers/{id}/" "/api/v1/customers/{id}/" token "$n"
   line "API list page 1 (exact count)" "/api/v1/customers/" token
+  # Pages kept per data version make the line above a cache hit after its
+  # first request; random pages 1..2000 mostly miss (512 pages are kept).
+  line "API list random page 1-2000 (mostly uncached)" "/api/v1/customers/?page={id}" token 2000
   line "API search smith, active, -created_at" "/api/v1/customers/?search=smith&status=active&ordering=-created_at" token
   line "API deep page=$deep" "/api/v1/customers/?page=$deep" token
   line "HTML /customers (logged in)" "/customers" cookie

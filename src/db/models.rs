@@ -13,6 +13,7 @@ pub struct Operator {
     pub name: String,
     pub country: String,
     pub support_email: String,
+    #[diesel(deserialize_as = crate::db::timestamp::Timestamp)]
     pub created_at: NaiveDateTime,
 }
 
@@ -28,6 +29,7 @@ pub struct Customer {
     pub country: String,
     pub plan: String,
     pub status: String,
+    #[diesel(deserialize_as = crate::db::timestamp::Timestamp)]
     pub created_at: NaiveDateTime,
 }
 

@@ -19,6 +19,10 @@
 //! are found once (walking in `STRIDE` steps) and kept for as long as the
 //! data version they were taken at is current; customer data only changes
 //! by import, which bumps it.
+//!
+//! **Pages.** For the same reason a page once read is kept, per filter,
+//! position and data version (`CACHED_PAGES` of them): the first page of
+//! a listing that everyone opens is read from the database once per import.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -37,6 +41,19 @@ pub const STRIDE: i64 = 512;
 /// `STRIDE` rows of its result: about 2,000 rows for a million).
 pub const ANCHOR_FILTERS: usize = 16;
 
+/// Result pages kept at most (about 25 rows each).
+pub const CACHED_PAGES: usize = 512;
+
+/// A page of results as read at `version`.
+#[derive(Debug)]
+struct CachedPage {
+    version: String,
+    rows: Arc<[Customer]>,
+}
+
+/// Which page: the filter (with its ordering), offset and limit.
+type PageKey = (String, i64, i64);
+
 /// A remembered row position list: `rows[i]` is the row at position
 /// `(i + 1) * STRIDE - 1` of the ordered result, at `version`.
 #[derive(Debug, Default)]
@@ -51,6 +68,7 @@ struct Anchors {
 pub struct Pager {
     counts: Arc<CountCache>,
     anchors: Mutex<HashMap<String, Anchors>>,
+    pages: Mutex<HashMap<PageKey, CachedPage>>,
 }
 
 impl Pager {
@@ -73,6 +91,49 @@ impl Pager {
         offset: i64,
         limit: i64,
         count: i64,
+    ) -> QueryResult<Arc<[Customer]>> {
+        let Some(version) = data_version(conn)? else {
+            return self
+                .read_page(conn, filter, offset, limit, count, None)
+                .map(Arc::from);
+        };
+        let key = (anchor_key(filter), offset, limit);
+        if let Some(page) = self.pages().get(&key).filter(|p| p.version == version) {
+            return Ok(page.rows.clone());
+        }
+        let rows: Arc<[Customer]> =
+            Arc::from(self.read_page(conn, filter, offset, limit, count, Some(&version))?);
+        // Kept only if no import landed while it was read (the reads are
+        // not one snapshot): then the rows are exactly those of `version`.
+        if data_version(conn)?.as_deref() == Some(version.as_str()) {
+            let mut pages = self.pages();
+            if pages.len() >= CACHED_PAGES && !pages.contains_key(&key) {
+                pages.retain(|_, p| p.version == version);
+                if pages.len() >= CACHED_PAGES {
+                    pages.clear();
+                }
+            }
+            pages.insert(
+                key,
+                CachedPage {
+                    version,
+                    rows: rows.clone(),
+                },
+            );
+        }
+        Ok(rows)
+    }
+
+    /// Reads a page from the database (deep ones from an anchor, if the
+    /// data version is known).
+    fn read_page(
+        &self,
+        conn: &mut DbConn,
+        filter: &CustomerFilter,
+        offset: i64,
+        limit: i64,
+        count: i64,
+        version: Option<&str>,
     ) -> QueryResult<Vec<Customer>> {
         let total = if filter.is_unfiltered() {
             count
@@ -83,11 +144,11 @@ impl Pager {
         if plan == SearchPlan::FromIndex || offset < STRIDE {
             return filter.page_with(conn, plan, None, offset, limit);
         }
-        let Some(version) = data_version(conn)? else {
+        let Some(version) = version else {
             return filter.page_with(conn, plan, None, offset, limit);
         };
         let strides = offset / STRIDE;
-        match self.anchor(conn, filter, plan, &version, strides)? {
+        match self.anchor(conn, filter, plan, version, strides)? {
             Some(anchor) => {
                 filter.page_with(conn, plan, Some(&anchor), offset - strides * STRIDE, limit)
             }
@@ -95,6 +156,11 @@ impl Pager {
             // counted): an empty page, as OFFSET past the end gives.
             None => Ok(Vec::new()),
         }
+    }
+
+    fn pages(&self) -> MutexGuard<'_, HashMap<PageKey, CachedPage>> {
+        // Entries are replaced whole, so a poisoned map is still right.
+        self.pages.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Anchors>> {

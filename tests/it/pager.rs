@@ -88,4 +88,37 @@ backend_tests! {
         .await
         .unwrap();
     }
+
+    async fn a_page_is_read_once_per_data_version(backend) {
+        let test_db = TestDb::new(&backend);
+        let db = test_db.database();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = db.get().unwrap();
+            let plan = SeedPlan { customers: 300, operators: 2, seed: 5 };
+            custos::seed::seed(&mut conn, plan, &custos::import::Silent).unwrap();
+            let pager = Pager::default();
+            let f = CustomerFilter::default();
+            let count = pager.count(&mut conn, &f).unwrap();
+            let first = pager.page(&mut conn, &f, 0, 25, count).unwrap();
+            let again = pager.page(&mut conn, &f, 0, 25, count).unwrap();
+            assert!(std::sync::Arc::ptr_eq(&first, &again), "the second read is the kept page");
+            let other = pager.page(&mut conn, &f, 25, 25, count).unwrap();
+            assert_ne!(ids(&other), ids(&first));
+            // An import moves the version: pages are read again, and show
+            // the change.
+            let csv = "id,operator_id,full_name,email,phone,city,country,plan,status,created_at\n\
+                       100000,1,New Person,n@example.org,,Oslo,NO,pro,active,2020-01-01T00:00:00Z\n";
+            custos::import::import_customers(&mut conn, csv.as_bytes(), &custos::import::Silent)
+                .unwrap();
+            let grown = pager.count(&mut conn, &f).unwrap();
+            assert_eq!(grown, count + 1);
+            let fresh = pager.page(&mut conn, &f, 0, 25, grown).unwrap();
+            assert!(!std::sync::Arc::ptr_eq(&first, &fresh));
+            assert_eq!(ids(&fresh), ids(&f.page(&mut conn, 0, 25).unwrap()));
+            let last = pager.page(&mut conn, &f, grown - 1, 25, grown).unwrap();
+            assert_eq!(ids(&last), vec![100_000]);
+        })
+        .await
+        .unwrap();
+    }
 }

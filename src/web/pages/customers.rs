@@ -67,11 +67,20 @@ pub struct CustomerRow {
 
 /// How dates and times are shown on pages (always UTC).
 pub fn display_time(t: &chrono::NaiveDateTime) -> String {
-    t.format("%Y-%m-%d %H:%M").to_string()
+    use chrono::{Datelike, Timelike};
+    // Field by field: a chrono format string is parsed anew on every call.
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute()
+    )
 }
 
 impl CustomerRow {
-    fn new(c: Customer, names: &HashMap<i64, String>) -> Self {
+    fn new(c: &Customer, names: &HashMap<i64, String>) -> Self {
         Self {
             operator_name: names
                 .get(&c.operator_id)
@@ -79,13 +88,13 @@ impl CustomerRow {
                 .unwrap_or_else(|| format!("#{}", c.operator_id)),
             created_at: display_time(&c.created_at),
             id: c.id,
-            full_name: c.full_name,
-            email: c.email,
-            phone: c.phone,
-            city: c.city,
-            country: c.country,
-            plan: c.plan,
-            status: c.status,
+            full_name: c.full_name.clone(),
+            email: c.email.clone(),
+            phone: c.phone.clone(),
+            city: c.city.clone(),
+            country: c.country.clone(),
+            plan: c.plan.clone(),
+            status: c.status.clone(),
             operator_id: c.operator_id,
         }
     }
@@ -130,7 +139,7 @@ pub fn customer_query(req: &HttpRequest) -> Result<(Params, CustomerFilter), Pag
 
 struct Loaded {
     page: query::ResolvedPage,
-    rows: Vec<Customer>,
+    rows: std::sync::Arc<[Customer]>,
     names: HashMap<i64, String>,
     operators: Vec<(i64, String)>,
 }
@@ -223,7 +232,7 @@ async fn list_page(
         nav: Nav::for_user(user, req),
         rows: loaded
             .rows
-            .into_iter()
+            .iter()
             .map(|c| CustomerRow::new(c, &names))
             .collect(),
         export_href: links.href_to(
@@ -309,7 +318,7 @@ async fn detail_page(
         nav: Nav::for_user(user, req),
         created_at_utc,
         operator_exists: operator.is_some(),
-        customer: CustomerRow::new(customer, &names),
+        customer: CustomerRow::new(&customer, &names),
     };
     Ok(html(page.render()?))
 }
