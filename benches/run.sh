@@ -44,13 +44,8 @@ cargo build --release --quiet --manifest-path benches/reference/Cargo.toml \
 BIN=$ROOT/target/release/custos
 REF=$ROOT/target/bench-reference/release/custos-bench-reference
 
-export CUSTOS_SECRET_KEY=bench-secret-bench-secret-bench-secret-bench-secret-0123456789
-export CUSTOS_API_USER_RATE=100000000/day
-export CUSTOS_API_ANON_RATE=1000/minute
-export CUSTOS_BURST_PER_SECOND=1000000 CUSTOS_BURST_SIZE=1000000
-export CUSTOS_LOGIN_MAX_FAILURES=1000 CUSTOS_LOGIN_MAX_ADDRESS_FAILURES=100000
-export CUSTOS_LOG=warn
-export CUSTOS_BIND=127.0.0.1:$PORT
+# shellcheck source=benches/env.sh
+. "$ROOT/benches/env.sh"
 PASSWORD=bench-password-violet-kettle-93
 
 PIDS=()
@@ -75,6 +70,11 @@ wait_up() { # url
 prepare() { # n marker
   local n=$1 marker=$2
   if [ "${BENCH_REUSE:-0}" = 1 ] && [ -f "$marker" ]; then return; fi
+  # Seeding needs an empty database (PostgreSQL ones are dropped below).
+  case $DATABASE_URL in
+    postgres://* | postgresql://*) ;;
+    *) rm -f "$DATABASE_URL" "$DATABASE_URL-wal" "$DATABASE_URL-shm" ;;
+  esac
   "$BIN" migrate > /dev/null
   local t0 t1
   t0=$(date +%s.%N)
@@ -166,7 +166,8 @@ query_table() { # n
   line "API list page 1 (exact count)" "/api/v1/customers/" token
   # Pages kept per data version make the line above a cache hit after its
   # first request; random pages 1..2000 mostly miss (512 pages are kept).
-  line "API list random page 1-2000 (mostly uncached)" "/api/v1/customers/?page={id}" token 2000
+  local pages=$(( n / 50 < 2000 ? n / 50 : 2000 ))
+  line "API list random page 1-$pages (mostly uncached)" "/api/v1/customers/?page={id}" token "$pages"
   line "API search smith, active, -created_at" "/api/v1/customers/?search=smith&status=active&ordering=-created_at" token
   line "API deep page=$deep" "/api/v1/customers/?page=$deep" token
   line "HTML /customers (logged in)" "/customers" cookie

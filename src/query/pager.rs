@@ -41,7 +41,7 @@ pub const STRIDE: i64 = 512;
 /// `STRIDE` rows of its result: about 2,000 rows for a million).
 pub const ANCHOR_FILTERS: usize = 16;
 
-/// Result pages kept at most (about 25 rows each).
+/// Result pages kept at most (50 rows each by default).
 pub const CACHED_PAGES: usize = 512;
 
 /// A page of results as read at `version`.
