@@ -3,7 +3,7 @@
 # speed drifts, two builds measured minutes apart are not comparable, so
 # this alternates them on one seeded database, ROUNDS times, and prints
 # req/s, p99 and the server's CPU time per request (user + system, from
-# /proc) for the API detail and list page 1 lines.
+# /proc) for the API detail, API list page 1 and HTML results lines.
 #
 #   git worktree add /tmp/custos-old <commit> && (cd /tmp/custos-old && cargo build --release)
 #   benches/compare.sh /tmp/custos-old/target/release/custos target/release/custos
@@ -32,10 +32,10 @@ trap stop EXIT
 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$PID/stat"; }
 
-measure() { # label path
+measure() { # label path [tokens cookie]
   local before after line
   before=$(cpu_ticks)
-  line=$(BENCH_PATH=$2 BENCH_TOKENS=$TOKENS BENCH_MAX_ID=1000000 \
+  line=$(BENCH_PATH=$2 BENCH_TOKENS=${3-$TOKENS} BENCH_COOKIE=${4:-} BENCH_MAX_ID=1000000 \
     wrk -t2 -c"$C" -d"${SECS}s" --timeout 5s --latency -s "$ROOT/benches/wrk.lua" \
     "http://127.0.0.1:$PORT" | grep '^BENCH ')
   after=$(cpu_ticks)
@@ -60,6 +60,8 @@ for round in $(seq 1 "$ROUNDS"); do
     echo "round $round: $bin"
     measure detail "/api/v1/customers/{id}/"
     measure list "/api/v1/customers/"
+    cookie=$(python3 "$ROOT/benches/login.py" session "http://127.0.0.1:$PORT" bench0 "$BENCH_PASSWORD")
+    measure html "/customers" "" "$cookie"
     stop
   done
 done

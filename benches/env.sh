@@ -11,3 +11,5 @@ export CUSTOS_BIND=127.0.0.1:$PORT
 # One token per bench user, as run.sh imports them: b000…0, b000…1, …
 BENCH_TOKEN_LIST=$(for i in $(seq 0 31); do printf '%040d ' "$i" | sed "s/^0/b/"; done)
 export BENCH_TOKEN_LIST
+# The bench users' password (run.sh creates them, compare.sh signs in).
+BENCH_PASSWORD=bench-password-violet-kettle-93

@@ -46,7 +46,7 @@ REF=$ROOT/target/bench-reference/release/custos-bench-reference
 
 # shellcheck source=benches/env.sh
 . "$ROOT/benches/env.sh"
-PASSWORD=bench-password-violet-kettle-93
+PASSWORD=$BENCH_PASSWORD
 
 PIDS=()
 cleanup() {

@@ -8,6 +8,7 @@
 
 pub mod count_cache;
 pub mod keyset;
+pub mod operator_cache;
 pub mod pager;
 pub mod params;
 pub mod search;

@@ -69,12 +69,22 @@ pub struct Pager {
     counts: Arc<CountCache>,
     anchors: Mutex<HashMap<String, Anchors>>,
     pages: Mutex<HashMap<PageKey, CachedPage>>,
+    operators: super::operator_cache::OperatorCache,
 }
 
 impl Pager {
     /// The count cache (also used by exports).
     pub fn counts(&self) -> Arc<CountCache> {
         self.counts.clone()
+    }
+
+    /// Every operator's name as of now (`query::operator_cache`), unless
+    /// there are too many to keep.
+    pub fn operator_directory(
+        &self,
+        conn: &mut DbConn,
+    ) -> QueryResult<Option<Arc<super::operator_cache::OperatorDirectory>>> {
+        self.operators.directory(conn)
     }
 
     /// The exact number of customers matching `filter` now.

@@ -186,18 +186,37 @@ async fn list_page(
             let mut ids: Vec<i64> = rows.iter().map(|c| c.operator_id).collect();
             ids.sort_unstable();
             ids.dedup();
-            let names = operator_names(conn, ids)?;
-            let mut operators: Vec<(i64, String)> = operators::table
-                .order((operators::name.asc(), operators::id.asc()))
-                .limit(OPERATOR_CHOICES)
-                .select((operators::id, operators::name))
-                .load(conn)?;
+            // From the operators kept for this data version, if they are
+            // few enough to keep; else read for this page.
+            let directory = pager.operator_directory(conn)?;
+            let (names, mut operators) = match &directory {
+                Some(d) => (
+                    ids.iter()
+                        .filter_map(|id| d.names.get(id).map(|n| (*id, n.clone())))
+                        .collect(),
+                    d.by_name
+                        .iter()
+                        .take(usize::try_from(OPERATOR_CHOICES).unwrap_or(usize::MAX))
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                ),
+                None => (
+                    operator_names(conn, ids)?,
+                    operators::table
+                        .order((operators::name.asc(), operators::id.asc()))
+                        .limit(OPERATOR_CHOICES)
+                        .select((operators::id, operators::name))
+                        .load(conn)?,
+                ),
+            };
             if let Some(id) = selected_operator
                 && !operators.iter().any(|(o, _)| *o == id)
             {
-                let name = operator_names(conn, vec![id])?
-                    .remove(&id)
-                    .unwrap_or_else(|| format!("#{id} (no such operator)"));
+                let name = match &directory {
+                    Some(d) => d.names.get(&id).cloned(),
+                    None => operator_names(conn, vec![id])?.remove(&id),
+                }
+                .unwrap_or_else(|| format!("#{id} (no such operator)"));
                 operators.push((id, name));
             }
             Ok(Some(Loaded {

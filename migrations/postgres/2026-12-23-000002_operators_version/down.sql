@@ -1,0 +1,1 @@
+DROP TRIGGER operators_version ON operators;

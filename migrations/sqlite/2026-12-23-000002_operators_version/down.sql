@@ -1,0 +1,3 @@
+DROP TRIGGER operators_version_delete;
+DROP TRIGGER operators_version_update;
+DROP TRIGGER operators_version_insert;
