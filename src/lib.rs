@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod audit;
 pub mod auth;
+pub mod bounded;
 pub mod cli;
 pub mod config;
 pub mod db;

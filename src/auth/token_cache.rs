@@ -23,11 +23,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::NaiveDateTime;
-use diesel::prelude::*;
+use diesel::QueryResult;
 
 use crate::db::DbConn;
 use crate::db::models::{ApiToken, User};
-use crate::db::schema::app_state;
 
 /// Most tokens kept; past it, entries of older versions go first, then all.
 const MAX_ENTRIES: usize = 10_000;
@@ -86,12 +85,7 @@ impl TokenCache {
             return;
         }
         let mut entries = self.entries();
-        if entries.len() >= MAX_ENTRIES && !entries.contains_key(&hash) {
-            entries.retain(|_, e| e.version == newest);
-            if entries.len() >= MAX_ENTRIES {
-                entries.clear();
-            }
-        }
+        crate::bounded::make_room(&mut entries, &hash, MAX_ENTRIES, |e| e.version == newest);
         entries.insert(
             hash,
             Entry {
@@ -119,11 +113,7 @@ impl TokenCache {
 
 /// The current `app_state.auth_version` (None if the row is missing).
 pub fn auth_version(conn: &mut DbConn) -> QueryResult<Option<i64>> {
-    let value: Option<String> = crate::db::on_backend!(conn, c => app_state::table
-        .find("auth_version")
-        .select(app_state::value)
-        .first::<String>(c)
-        .optional())?;
+    let value = crate::query::count_cache::app_state_value(conn, "auth_version")?;
     Ok(value.and_then(|v| v.parse().ok()))
 }
 

@@ -335,8 +335,7 @@ fn run_batch(conn: &mut DbConn, batch: Vec<Job>, tokens: &TokenCache) -> bool {
     let mut outcomes = Outcomes::default();
     let mut closures = Vec::new();
     let mut audits = Vec::new();
-    let mut calls = Vec::new();
-    let mut replies = Vec::new();
+    let mut api = Vec::new();
     let mut extensions = Vec::new();
     for job in batch {
         match job {
@@ -345,10 +344,7 @@ fn run_batch(conn: &mut DbConn, batch: Vec<Job>, tokens: &TokenCache) -> bool {
                 audits.push(entry);
                 outcomes.done.push(reply);
             }
-            Job::Api(call, reply) => {
-                calls.push(call);
-                replies.push(reply);
-            }
+            Job::Api(call, reply) => api.push((call, reply)),
             Job::Session(id, expires_at, reply) => {
                 extensions.push((id, expires_at));
                 outcomes.done.push(reply);
@@ -357,13 +353,9 @@ fn run_batch(conn: &mut DbConn, batch: Vec<Job>, tokens: &TokenCache) -> bool {
     }
     // Users in ascending order (stable: each user's calls keep their order
     // of arrival), so that batches of two instances take rows in one order.
-    let mut order: Vec<usize> = (0..calls.len()).collect();
-    order.sort_by_key(|&i| calls[i].user_id);
-    let calls: Vec<&ApiCall> = order.iter().map(|&i| &calls[i]).collect();
-    let mut replies: Vec<Reply<ApiOutcome>> = {
-        let mut slots: Vec<Option<Reply<ApiOutcome>>> = replies.into_iter().map(Some).collect();
-        order.iter().filter_map(|&i| slots[i].take()).collect()
-    };
+    api.sort_by_key(|(call, _)| call.user_id);
+    let (calls, replies): (Vec<ApiCall>, Vec<Reply<ApiOutcome>>) = api.into_iter().unzip();
+    let calls: Vec<&ApiCall> = calls.iter().collect();
     extensions.sort();
     let mut verdicts: Vec<Verdict> = (0..calls.len()).map(|_| None).collect();
     let mut pending = closures.into_iter();
@@ -410,7 +402,7 @@ fn run_batch(conn: &mut DbConn, batch: Vec<Job>, tokens: &TokenCache) -> bool {
     for f in pending {
         outcomes.closures.push(f(None));
     }
-    for (reply, verdict) in replies.drain(..).zip(verdicts) {
+    for (reply, verdict) in replies.into_iter().zip(verdicts) {
         outcomes
             .decided
             .push((reply, verdict.unwrap_or(Err(DbError::Cancelled))));

@@ -105,12 +105,7 @@ impl CountCache {
         }
         let n = filter.count(conn)?;
         let mut entries = self.lock();
-        if entries.len() >= self.capacity && !entries.contains_key(&key) {
-            entries.retain(|_, (v, _)| *v == version);
-            if entries.len() >= self.capacity {
-                entries.clear();
-            }
-        }
+        crate::bounded::make_room(&mut entries, &key, self.capacity, |(v, _)| *v == version);
         entries.insert(key, (version, n));
         Ok(n)
     }
@@ -118,8 +113,13 @@ impl CountCache {
 
 /// The current `app_state.data_version`, if the row exists.
 pub fn data_version(conn: &mut DbConn) -> QueryResult<Option<String>> {
+    app_state_value(conn, "data_version")
+}
+
+/// The `app_state` value under `key`, if the row exists.
+pub fn app_state_value(conn: &mut DbConn, key: &str) -> QueryResult<Option<String>> {
     crate::db::on_backend!(conn, c => app_state::table
-        .find("data_version")
+        .find(key)
         .select(app_state::value)
         .first::<String>(c)
         .optional())

@@ -117,12 +117,7 @@ impl Pager {
         // not one snapshot): then the rows are exactly those of `version`.
         if data_version(conn)?.as_deref() == Some(version.as_str()) {
             let mut pages = self.pages();
-            if pages.len() >= CACHED_PAGES && !pages.contains_key(&key) {
-                pages.retain(|_, p| p.version == version);
-                if pages.len() >= CACHED_PAGES {
-                    pages.clear();
-                }
-            }
+            crate::bounded::make_room(&mut pages, &key, CACHED_PAGES, |p| p.version == version);
             pages.insert(
                 key,
                 CachedPage {
@@ -210,12 +205,7 @@ impl Pager {
         }
         let reached = known + found.len();
         let mut map = self.lock();
-        if !map.contains_key(&key) && map.len() >= ANCHOR_FILTERS {
-            map.retain(|_, a| a.version == version);
-            if map.len() >= ANCHOR_FILTERS {
-                map.clear();
-            }
-        }
+        crate::bounded::make_room(&mut map, &key, ANCHOR_FILTERS, |a| a.version == version);
         let entry = map.entry(key).or_default();
         if entry.version != version {
             *entry = Anchors {
