@@ -18,7 +18,7 @@
 # Knobs: BENCH_CUSTOMERS (1000000), BENCH_SECONDS (10), BENCH_CONNECTIONS
 # (64), BENCH_USERS (32), BENCH_RUNS (3), BENCH_GROWTH (1; 0 skips
 # 10k/100k), BENCH_REUSE (1 keeps seeded databases in bench-out/ between
-# runs), BENCH_PORT (18080).
+# runs), BENCH_PORT (18080), BENCH_POSTGRES_POOL (4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -264,7 +264,11 @@ if [ -n "${BENCH_POSTGRES_URL:-}" ]; then
   # write them out now: otherwise the first minutes of measuring compete
   # with PostgreSQL's checkpoint of the whole load (a third of the figures).
   psql "$DATABASE_URL" -qc "VACUUM ANALYZE" -c "CHECKPOINT" > /dev/null
-  start_custos "$OUT/custos-postgres.log"
+  # PostgreSQL shares these two cores: four connections (reading threads)
+  # instead of the default ten did about a fifth more, with fewer context
+  # switches between custos threads and server processes (BENCHMARKS.md).
+  # With the database on its own machine the default suits better.
+  CUSTOS_DB_POOL_SIZE=${BENCH_POSTGRES_POOL:-4} start_custos "$OUT/custos-postgres.log"
   row "reference (from the SQLite run)" "$REF_RPS" "-" "-" "-" "-"
   query_table "$N"
   export_line

@@ -92,6 +92,11 @@ impl ConnectionManager {
         match &self.url {
             DatabaseUrl::Postgres(url) => {
                 let mut conn = PgConnection::establish(url)?;
+                // No JIT compilation: Custos's statements are short, and
+                // PostgreSQL compiles again on every run of a cached plan
+                // whose estimate passes jit_above_cost (it took the quota
+                // function from a tenth of a millisecond to 50 ms).
+                conn.batch_execute("SET jit = off")?;
                 if role == Role::Reader {
                     conn.batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")?;
                 }
@@ -258,21 +263,12 @@ pub struct Database {
     /// Running CSV exports per user: each holds a pooled connection.
     exports: std::sync::Arc<crate::web::pages::export_limit::ExportSlots>,
     readers: exec::Readers,
-    /// One group writer on SQLite (it allows one writer); on PostgreSQL
-    /// `POSTGRES_WRITERS`, each owning a share of the users (`writer_for`).
-    writers: Vec<writer::GroupWriter>,
-    next_writer: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    /// API tokens recently looked up, shared with the writers, which
-    /// recheck a token when the auth version moved (`auth::token_cache`).
+    /// The group writer: every request's small writes, batched.
+    writer: writer::GroupWriter,
+    /// API tokens recently looked up, shared with the writer, which
+    /// rechecks a token when the auth version moved (`auth::token_cache`).
     tokens: std::sync::Arc<crate::auth::token_cache::TokenCache>,
 }
-
-/// Group writers on PostgreSQL. A batch there is a chain of round trips
-/// (a few per user), so one writer spends most of its time waiting for the
-/// server; several, each with its own connection, keep it busy. Each
-/// user's quota row and tokens belong to one writer (by user id), so the
-/// writers of one instance never wait for each other's row locks.
-const POSTGRES_WRITERS: usize = 4;
 
 impl Database {
     /// Opens a pool of `size` connections. Fails fast (with the cause) if
@@ -298,23 +294,20 @@ impl Database {
             .test_on_check_out(false)
             .build(manager.clone())?;
         let readers = exec::Readers::new(manager.clone(), size as usize);
-        let writer_count = if url.is_postgres() {
-            POSTGRES_WRITERS
-        } else {
-            1
-        };
         let tokens = std::sync::Arc::<crate::auth::token_cache::TokenCache>::default();
-        let writers = (0..writer_count)
-            .map(|_| writer::GroupWriter::start(manager.clone(), tokens.clone()))
-            .collect::<Result<Vec<_>, _>>()?;
+        // One writer on both backends: SQLite allows one at a time, and on
+        // PostgreSQL a batch is a fixed handful of round trips whatever its
+        // size (the quota of all its users is one call), so one writer
+        // makes the batches larger and did more than two or four
+        // (BENCHMARKS.md).
+        let writer = writer::GroupWriter::start(manager.clone(), tokens.clone())?;
         Ok(Self {
             pool,
             is_postgres: url.is_postgres(),
             pager: std::sync::Arc::default(),
             exports: std::sync::Arc::default(),
             readers,
-            writers,
-            next_writer: std::sync::Arc::default(),
+            writer,
             tokens,
         })
     }
@@ -367,7 +360,7 @@ impl Database {
         E: From<DbError> + From<diesel::result::Error> + Send + 'static,
     {
         if !self.is_postgres {
-            return self.writers[0].closure(f).await;
+            return self.writer.closure(f).await;
         }
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
@@ -384,28 +377,16 @@ impl Database {
         .map_err(|_| E::from(DbError::Cancelled))?
     }
 
-    /// The writer that owns `key` (a user id, or any number for writes
-    /// that touch no shared row).
-    fn writer_for(&self, key: u64) -> &writer::GroupWriter {
-        let index = usize::try_from(key % self.writers.len() as u64).unwrap_or(0);
-        &self.writers[index]
-    }
-
     /// Records an audit row in the next group commit.
     pub async fn audit(&self, entry: models::NewAuditEntry) -> Result<(), DbError> {
-        let turn = self
-            .next_writer
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.writer_for(turn as u64).audit(entry).await
+        self.writer.audit(entry).await
     }
 
     /// Counts an API call against its user's quota and audits it, in the
     /// next group commit (after checking its token again if the auth
     /// version moved since the lookup).
     pub async fn api_call(&self, call: writer::ApiCall) -> Result<writer::ApiOutcome, DbError> {
-        self.writer_for(call.user_id.unsigned_abs())
-            .api_call(call)
-            .await
+        self.writer.api_call(call).await
     }
 
     /// Moves a live session's expiry forward, in the next group commit.
@@ -414,13 +395,7 @@ impl Database {
         id_hash: String,
         expires_at: chrono::NaiveDateTime,
     ) -> Result<(), DbError> {
-        // A session's row always goes to the same writer.
-        let key = id_hash
-            .bytes()
-            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-        self.writer_for(key)
-            .extend_session(id_hash, expires_at)
-            .await
+        self.writer.extend_session(id_hash, expires_at).await
     }
 
     /// A connection for synchronous callers (CLI commands).

@@ -16,10 +16,11 @@
 //! the cost of a commit is shared by everything that arrived meanwhile. On
 //! PostgreSQL it saves a commit (a WAL flush) per request in the same way.
 //!
-//! The API calls of a batch are decided per user (`quota::take_batch`), in
-//! ascending user order, so that batches of two instances on one
-//! PostgreSQL database take the users' quota rows in the same order and
-//! never deadlock. On SQLite any other write of the server also comes here
+//! The API calls of a batch are decided per user (`quota::take_batches`:
+//! on PostgreSQL all users in one call of a server-side function, on
+//! SQLite statement by statement), in ascending user order, so that
+//! batches of two instances on one PostgreSQL database take the users'
+//! quota rows in the same order and never deadlock. On SQLite any other write of the server also comes here
 //! as a closure, run in a savepoint of the batch so that one failing write
 //! does not undo the others; on PostgreSQL such writes run in transactions
 //! of their own (`Database::write`), which PostgreSQL runs side by side.
@@ -459,9 +460,13 @@ fn write_together(
 ) -> Result<Vec<QuotaDecision>, DbError> {
     let mut decisions = Vec::with_capacity(calls.len());
     let mut rows = audits.to_vec();
-    for group in user_groups(calls) {
-        let (user_id, rate) = (group[0].user_id, group[0].rate);
-        let decided = quota::take_batch(conn, user_id, rate, group.len())?;
+    let groups: Vec<&[&ApiCall]> = user_groups(calls).collect();
+    let wanted: Vec<(i64, Rate, usize)> = groups
+        .iter()
+        .map(|group| (group[0].user_id, group[0].rate, group.len()))
+        .collect();
+    let decided = quota::take_batches(conn, &wanted)?;
+    for (group, decided) in groups.into_iter().zip(decided) {
         rows.extend(
             group
                 .iter()

@@ -299,4 +299,87 @@ backend_tests! {
         // Another client address has its own bucket.
         assert_eq!(get("203.0.113.8").await.status, 200);
     }
+
+    async fn deciding_a_whole_batch_at_once_gives_the_same_answers_as_user_by_user(backend) {
+        // On PostgreSQL the writer decides a batch's users in one call of
+        // the `custos_take_quotas` function; it must answer exactly as the
+        // per-user statements (`take_batch`) do, through every path: a
+        // fresh counter, requests leaving the window, a longer window.
+        let db = TestDb::new(&backend);
+        let database = db.database();
+        tokio::task::spawn_blocking(move || {
+            use custos::config::Rate;
+            use custos::db::schema::{api_quota, api_requests};
+            use custos::quota::{QuotaDecision, take_batch, take_batches};
+            let mut conn = database.get().unwrap();
+            let hash = custos::auth::password::hash_password(PASSWORD).unwrap();
+            let ids: Vec<i64> = ["batch-a", "batch-b", "single-a", "single-b"]
+                .iter()
+                .map(|name| custos::auth::users::create(&mut conn, name, &hash, Role::Staff, false).unwrap().id)
+                .collect();
+            let (batched, single) = (&ids[..2], &ids[2..]);
+            let short = Rate { requests: 4, period_secs: 2 };
+            let long = Rate { requests: 8, period_secs: 5 };
+            // (rate, requests of the first user, of the second, pause after)
+            let steps = [
+                (short, 1, 3, 0),
+                (short, 2, 1, 0),
+                (short, 3, 0, 0),
+                (short, 1, 2, 2100),
+                (short, 2, 5, 0),
+                (long, 4, 2, 0),
+                (long, 1, 1, 0),
+            ];
+            let same = |a: &QuotaDecision, b: &QuotaDecision| match (a, b) {
+                (QuotaDecision::Throttled { limit: l1, wait_secs: w1 }, QuotaDecision::Throttled { limit: l2, wait_secs: w2 }) => {
+                    // Decided a moment apart, the waits may straddle a second.
+                    l1 == l2 && w1.abs_diff(*w2) <= 1
+                }
+                _ => a == b,
+            };
+            let mut seen = Vec::new();
+            for (step, (rate, n1, n2, pause)) in steps.into_iter().enumerate() {
+                let (together, apart) = custos::db::write_transaction(&mut conn, |conn| {
+                    let wanted = [(batched[0], rate, n1), (batched[1], rate, n2)];
+                    let together = take_batches(conn, &wanted)?;
+                    let apart = vec![
+                        take_batch(conn, single[0], rate, n1)?,
+                        take_batch(conn, single[1], rate, n2)?,
+                    ];
+                    Ok::<_, diesel::result::Error>((together, apart))
+                })
+                .unwrap();
+                assert_eq!(together.len(), 2);
+                for (t, a) in together.iter().zip(&apart) {
+                    assert_eq!(t.len(), a.len(), "step {step}");
+                    assert!(t.iter().zip(a).all(|(x, y)| same(x, y)), "step {step}: {t:?} against {a:?}");
+                }
+                for (b, s) in batched.iter().zip(single) {
+                    let counters: Vec<i64> = [b, s]
+                        .iter()
+                        .map(|id| api_quota::table.find(**id).select(api_quota::window_count).first(&mut conn).unwrap())
+                        .collect();
+                    assert_eq!(counters[0], counters[1], "step {step}: window counts");
+                    let rows: Vec<i64> = [b, s]
+                        .iter()
+                        .map(|id| api_requests::table.filter(api_requests::user_id.eq(**id)).count().get_result(&mut conn).unwrap())
+                        .collect();
+                    assert_eq!(rows[0], rows[1], "step {step}: history rows");
+                }
+                seen.push(together);
+                std::thread::sleep(std::time::Duration::from_millis(pause));
+            }
+            // The steps reached every path: refusals, a window that emptied
+            // (the first user, full before the pause, is allowed again) and
+            // a longer window counted in full (6 of 8 used: 2 of 4 refused).
+            let refused = |d: &[QuotaDecision]| d.iter().filter(|d| !d.is_allowed()).count();
+            assert_eq!(refused(&seen[2][0]), 2, "4 of 4 used: {:?}", seen[2][0]);
+            assert_eq!(refused(&seen[4][0]), 0, "the window emptied: {:?}", seen[4][0]);
+            assert_eq!(refused(&seen[4][1]), 1, "{:?}", seen[4][1]);
+            assert_eq!(refused(&seen[5][0]), 2, "the longer window sees the earlier requests: {:?}", seen[5][0]);
+            assert!(take_batches(&mut conn, &[]).unwrap().is_empty());
+        })
+        .await
+        .unwrap();
+    }
 }

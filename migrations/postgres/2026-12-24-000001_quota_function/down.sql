@@ -1,0 +1,1 @@
+DROP FUNCTION custos_take_quotas(BIGINT[], BIGINT[], TIMESTAMP[], INTEGER[], TIMESTAMP);
