@@ -93,20 +93,33 @@ impl CountCache {
 
     /// The exact number of customers matching `filter` now.
     pub fn count(&self, conn: &mut DbConn, filter: &CustomerFilter) -> QueryResult<i64> {
-        let Some(version) = data_version(conn)? else {
+        let version = data_version(conn)?;
+        self.count_at(conn, filter, version.as_deref())
+    }
+
+    /// The exact number of customers matching `filter` at data version
+    /// `version`, read by the caller a moment ago (so that one request
+    /// reads it once for all the caches it consults).
+    pub fn count_at(
+        &self,
+        conn: &mut DbConn,
+        filter: &CustomerFilter,
+        version: Option<&str>,
+    ) -> QueryResult<i64> {
+        let Some(version) = version else {
             // No version to follow: never cache.
             return filter.count(conn);
         };
         let key = CountKey::of(filter);
         if let Some((v, n)) = self.lock().get(&key)
-            && *v == version
+            && v == version
         {
             return Ok(*n);
         }
         let n = filter.count(conn)?;
         let mut entries = self.lock();
-        crate::bounded::make_room(&mut entries, &key, self.capacity, |(v, _)| *v == version);
-        entries.insert(key, (version, n));
+        crate::bounded::make_room(&mut entries, &key, self.capacity, |(v, _)| v == version);
+        entries.insert(key, (version.to_owned(), n));
         Ok(n)
     }
 }

@@ -34,16 +34,21 @@ pub struct OperatorCache {
 }
 
 impl OperatorCache {
-    /// All operators as of now, or None when there are more than
-    /// `MAX_OPERATORS` (or no data version to key them by).
-    pub fn directory(&self, conn: &mut DbConn) -> QueryResult<Option<Arc<OperatorDirectory>>> {
-        let Some(version) = data_version(conn)? else {
+    /// All operators at data version `version` (read by the caller a
+    /// moment ago), or None when there are more than `MAX_OPERATORS` (or
+    /// no data version to key them by).
+    pub fn directory_at(
+        &self,
+        conn: &mut DbConn,
+        version: Option<&str>,
+    ) -> QueryResult<Option<Arc<OperatorDirectory>>> {
+        let Some(version) = version else {
             return Ok(None);
         };
         {
             let kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some((v, directory)) = kept.as_ref()
-                && *v == version
+                && v == version
             {
                 return Ok(Some(directory.clone()));
             }
@@ -61,9 +66,9 @@ impl OperatorCache {
             by_name: rows,
         });
         // Kept only if no import landed while it was read.
-        if data_version(conn)?.as_deref() == Some(version.as_str()) {
+        if data_version(conn)?.as_deref() == Some(version) {
             *self.kept.lock().unwrap_or_else(PoisonError::into_inner) =
-                Some((version, directory.clone()));
+                Some((version.to_owned(), directory.clone()));
         }
         Ok(Some(directory))
     }

@@ -78,18 +78,37 @@ impl Pager {
         self.counts.clone()
     }
 
-    /// Every operator's name as of now (`query::operator_cache`), unless
-    /// there are too many to keep.
-    pub fn operator_directory(
+    /// The data version now (None if the row is missing: nothing is
+    /// cached then). A request reads it once and passes it to the `_at`
+    /// methods below, instead of each cache reading it again (on
+    /// PostgreSQL each read is a round trip).
+    pub fn version(&self, conn: &mut DbConn) -> QueryResult<Option<String>> {
+        data_version(conn)
+    }
+
+    /// Every operator's name at `version` (`query::operator_cache`),
+    /// unless there are too many to keep.
+    pub fn operator_directory_at(
         &self,
         conn: &mut DbConn,
+        version: Option<&str>,
     ) -> QueryResult<Option<Arc<super::operator_cache::OperatorDirectory>>> {
-        self.operators.directory(conn)
+        self.operators.directory_at(conn, version)
     }
 
     /// The exact number of customers matching `filter` now.
     pub fn count(&self, conn: &mut DbConn, filter: &CustomerFilter) -> QueryResult<i64> {
         self.counts.count(conn, filter)
+    }
+
+    /// The same at `version` (from `version`).
+    pub fn count_at(
+        &self,
+        conn: &mut DbConn,
+        filter: &CustomerFilter,
+        version: Option<&str>,
+    ) -> QueryResult<i64> {
+        self.counts.count_at(conn, filter, version)
     }
 
     /// The rows `offset .. offset + limit` of `filter`'s ordered result,
@@ -102,7 +121,21 @@ impl Pager {
         limit: i64,
         count: i64,
     ) -> QueryResult<Arc<[Customer]>> {
-        let Some(version) = data_version(conn)? else {
+        let version = data_version(conn)?;
+        self.page_at(conn, filter, offset, limit, count, version.as_deref())
+    }
+
+    /// The same at `version` (from `version`; `count` from `count_at`).
+    pub fn page_at(
+        &self,
+        conn: &mut DbConn,
+        filter: &CustomerFilter,
+        offset: i64,
+        limit: i64,
+        count: i64,
+        version: Option<&str>,
+    ) -> QueryResult<Arc<[Customer]>> {
+        let Some(version) = version else {
             return self
                 .read_page(conn, filter, offset, limit, count, None)
                 .map(Arc::from);
@@ -112,16 +145,17 @@ impl Pager {
             return Ok(page.rows.clone());
         }
         let rows: Arc<[Customer]> =
-            Arc::from(self.read_page(conn, filter, offset, limit, count, Some(&version))?);
-        // Kept only if no import landed while it was read (the reads are
-        // not one snapshot): then the rows are exactly those of `version`.
-        if data_version(conn)?.as_deref() == Some(version.as_str()) {
+            Arc::from(self.read_page(conn, filter, offset, limit, count, Some(version))?);
+        // Kept only if no import landed since `version` was read (the
+        // reads are not one snapshot): then the rows are exactly those of
+        // `version`.
+        if data_version(conn)?.as_deref() == Some(version) {
             let mut pages = self.pages();
             crate::bounded::make_room(&mut pages, &key, CACHED_PAGES, |p| p.version == version);
             pages.insert(
                 key,
                 CachedPage {
-                    version,
+                    version: version.to_owned(),
                     rows: rows.clone(),
                 },
             );
@@ -143,7 +177,8 @@ impl Pager {
         let total = if filter.is_unfiltered() {
             count
         } else {
-            self.counts.count(conn, &CustomerFilter::default())?
+            self.counts
+                .count_at(conn, &CustomerFilter::default(), version)?
         };
         let plan = SearchPlan::choose(filter, offset + limit, count, total);
         if plan == SearchPlan::FromIndex || offset < STRIDE {

@@ -432,16 +432,20 @@ async fn get(
                 state
                     .db
                     .run(move |conn| {
-                        let count = pager.count(conn, &filter)?;
+                        // One read of the data version for both caches.
+                        let version = pager.version(conn)?;
+                        let version = version.as_deref();
+                        let count = pager.count_at(conn, &filter, version)?;
                         let Some(resolved) = page.resolve(count) else {
                             return Ok(None);
                         };
-                        let rows = pager.page(
+                        let rows = pager.page_at(
                             conn,
                             &filter,
                             resolved.offset(),
                             resolved.page_size,
                             count,
+                            version,
                         )?;
                         let results = rows.iter().map(CustomerJson::from).collect::<Vec<_>>();
                         let results = serde_json::to_string(&results).map_err(|e| {
