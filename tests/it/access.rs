@@ -85,6 +85,47 @@ backend_tests! {
         }
     }
 
+    async fn a_change_to_the_user_behind_the_servers_back_counts_on_the_very_next_page(backend) {
+        // The user's row is read for every page (no cache that could
+        // outlive a change made by another instance or by hand).
+        use custos::db::schema::{sessions, users};
+        use diesel::prelude::*;
+        let app = spawn_app(&backend).await;
+        let admin = app.signed_in("ada", Role::Admin).await;
+        assert_eq!(admin.get(app.url("/admin/users")).send().await.unwrap().status(), 200);
+        // Demoted by hand: the next admin page is refused.
+        app.with_db(|conn| {
+            diesel::update(users::table.filter(users::username.eq("ada")))
+                .set(users::role.eq("staff"))
+                .execute(conn)
+                .unwrap()
+        })
+        .await;
+        assert_eq!(admin.get(app.url("/admin/users")).send().await.unwrap().status(), 403);
+        assert_eq!(admin.get(app.url("/customers")).send().await.unwrap().status(), 200);
+        // The stored session state holds no credentials.
+        let states: Vec<String> = app
+            .with_db(|conn| sessions::table.select(sessions::state).load(conn).unwrap())
+            .await;
+        assert!(!states.is_empty());
+        for state in &states {
+            assert!(!state.contains("argon2") && !state.contains("password"), "{state}");
+        }
+        // Deactivated by hand (its sessions left in place): the next page
+        // is the login page, with no data.
+        app.with_db(|conn| {
+            diesel::update(users::table.filter(users::username.eq("ada")))
+                .set(users::is_active.eq(false))
+                .execute(conn)
+                .unwrap()
+        })
+        .await;
+        let res = admin.get(app.url("/customers")).send().await.unwrap();
+        assert_eq!(res.status(), 303);
+        assert_eq!(location(&res), "/login?next=/customers");
+        assert_eq!(res.text().await.unwrap(), "");
+    }
+
     async fn a_bookmarked_result_page_survives_the_login(backend) {
         let app = spawn_app(&backend).await;
         seed(&app, 60, 3).await;
