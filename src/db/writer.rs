@@ -20,10 +20,11 @@
 //! on PostgreSQL all users in one call of a server-side function, on
 //! SQLite statement by statement), in ascending user order, so that
 //! batches of two instances on one PostgreSQL database take the users'
-//! quota rows in the same order and never deadlock. On SQLite any other write of the server also comes here
-//! as a closure, run in a savepoint of the batch so that one failing write
-//! does not undo the others; on PostgreSQL such writes run in transactions
-//! of their own (`Database::write`), which PostgreSQL runs side by side.
+//! quota rows in the same order and never deadlock. On SQLite any other
+//! write of the server also comes here as a closure, run in a savepoint
+//! of the batch so that one failing write does not undo the others; on
+//! PostgreSQL such writes run in transactions of their own
+//! (`Database::write`), which PostgreSQL runs side by side.
 //!
 //! A batch first runs everything straight in its transaction; only if a
 //! statement fails is it undone and run again with each user's calls in

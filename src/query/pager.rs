@@ -79,16 +79,16 @@ impl Pager {
     }
 
     /// The data version now (None if the row is missing: nothing is
-    /// cached then). A request reads it once and passes it to the `_at`
-    /// methods below, instead of each cache reading it again (on
-    /// PostgreSQL each read is a round trip).
+    /// cached then). A request reads it once and passes it to the methods
+    /// below, instead of each cache reading it again (on PostgreSQL each
+    /// read is a round trip).
     pub fn version(&self, conn: &mut DbConn) -> QueryResult<Option<String>> {
         data_version(conn)
     }
 
     /// Every operator's name at `version` (`query::operator_cache`),
     /// unless there are too many to keep.
-    pub fn operator_directory_at(
+    pub fn operator_directory(
         &self,
         conn: &mut DbConn,
         version: Option<&str>,
@@ -96,13 +96,9 @@ impl Pager {
         self.operators.directory_at(conn, version)
     }
 
-    /// The exact number of customers matching `filter` now.
-    pub fn count(&self, conn: &mut DbConn, filter: &CustomerFilter) -> QueryResult<i64> {
-        self.counts.count(conn, filter)
-    }
-
-    /// The same at `version` (from `version`).
-    pub fn count_at(
+    /// The exact number of customers matching `filter` at `version` (from
+    /// `version`).
+    pub fn count(
         &self,
         conn: &mut DbConn,
         filter: &CustomerFilter,
@@ -111,22 +107,9 @@ impl Pager {
         self.counts.count_at(conn, filter, version)
     }
 
-    /// The rows `offset .. offset + limit` of `filter`'s ordered result,
-    /// which has `count` rows (from `count`).
+    /// The rows `offset .. offset + limit` of `filter`'s ordered result at
+    /// `version` (from `version`), which has `count` rows (from `count`).
     pub fn page(
-        &self,
-        conn: &mut DbConn,
-        filter: &CustomerFilter,
-        offset: i64,
-        limit: i64,
-        count: i64,
-    ) -> QueryResult<Arc<[Customer]>> {
-        let version = data_version(conn)?;
-        self.page_at(conn, filter, offset, limit, count, version.as_deref())
-    }
-
-    /// The same at `version` (from `version`; `count` from `count_at`).
-    pub fn page_at(
         &self,
         conn: &mut DbConn,
         filter: &CustomerFilter,

@@ -34,7 +34,9 @@ fn ids(rows: &[custos::db::models::Customer]) -> Vec<i64> {
 fn check_all(conn: &mut DbConn, pager: &Pager) {
     for query in QUERIES {
         let f = CustomerFilter::from_params(&Params::parse(query).unwrap()).unwrap();
-        let count = pager.count(conn, &f).unwrap();
+        let version = pager.version(conn).unwrap();
+        let version = version.as_deref();
+        let count = pager.count(conn, &f, version).unwrap();
         let mut offsets = vec![
             0,
             1,
@@ -51,7 +53,7 @@ fn check_all(conn: &mut DbConn, pager: &Pager) {
             // Deepest first, then shallower: both directions of reuse.
             for &offset in offsets.iter().rev().chain(offsets.iter()) {
                 let want = ids(&f.page(conn, offset, 25).unwrap());
-                let got = ids(&pager.page(conn, &f, offset, 25, count).unwrap());
+                let got = ids(&pager.page(conn, &f, offset, 25, count, version).unwrap());
                 assert_eq!(got, want, "{query:?} at offset {offset}");
             }
         }
@@ -98,11 +100,13 @@ backend_tests! {
             custos::seed::seed(&mut conn, plan, &custos::import::Silent).unwrap();
             let pager = Pager::default();
             let f = CustomerFilter::default();
-            let count = pager.count(&mut conn, &f).unwrap();
-            let first = pager.page(&mut conn, &f, 0, 25, count).unwrap();
-            let again = pager.page(&mut conn, &f, 0, 25, count).unwrap();
+            let version = pager.version(&mut conn).unwrap();
+            let version = version.as_deref();
+            let count = pager.count(&mut conn, &f, version).unwrap();
+            let first = pager.page(&mut conn, &f, 0, 25, count, version).unwrap();
+            let again = pager.page(&mut conn, &f, 0, 25, count, version).unwrap();
             assert!(std::sync::Arc::ptr_eq(&first, &again), "the second read is the kept page");
-            let other = pager.page(&mut conn, &f, 25, 25, count).unwrap();
+            let other = pager.page(&mut conn, &f, 25, 25, count, version).unwrap();
             assert_ne!(ids(&other), ids(&first));
             // An import moves the version: pages are read again, and show
             // the change.
@@ -110,12 +114,15 @@ backend_tests! {
                        100000,1,New Person,n@example.org,,Oslo,NO,pro,active,2020-01-01T00:00:00Z\n";
             custos::import::import_customers(&mut conn, csv.as_bytes(), &custos::import::Silent)
                 .unwrap();
-            let grown = pager.count(&mut conn, &f).unwrap();
+            let moved = pager.version(&mut conn).unwrap();
+            let moved = moved.as_deref();
+            assert_ne!(moved, version);
+            let grown = pager.count(&mut conn, &f, moved).unwrap();
             assert_eq!(grown, count + 1);
-            let fresh = pager.page(&mut conn, &f, 0, 25, grown).unwrap();
+            let fresh = pager.page(&mut conn, &f, 0, 25, grown, moved).unwrap();
             assert!(!std::sync::Arc::ptr_eq(&first, &fresh));
             assert_eq!(ids(&fresh), ids(&f.page(&mut conn, 0, 25).unwrap()));
-            let last = pager.page(&mut conn, &f, grown - 1, 25, grown).unwrap();
+            let last = pager.page(&mut conn, &f, grown - 1, 25, grown, moved).unwrap();
             assert_eq!(ids(&last), vec![100_000]);
         })
         .await

@@ -435,11 +435,11 @@ async fn get(
                         // One read of the data version for both caches.
                         let version = pager.version(conn)?;
                         let version = version.as_deref();
-                        let count = pager.count_at(conn, &filter, version)?;
+                        let count = pager.count(conn, &filter, version)?;
                         let Some(resolved) = page.resolve(count) else {
                             return Ok(None);
                         };
-                        let rows = pager.page_at(
+                        let rows = pager.page(
                             conn,
                             &filter,
                             resolved.offset(),

@@ -182,17 +182,17 @@ async fn list_page(
             // the operators' names.
             let version = pager.version(conn)?;
             let version = version.as_deref();
-            let count = pager.count_at(conn, &f, version)?;
+            let count = pager.count(conn, &f, version)?;
             let Some(page) = page_request.resolve(count) else {
                 return Ok(None);
             };
-            let rows = pager.page_at(conn, &f, page.offset(), page.page_size, count, version)?;
+            let rows = pager.page(conn, &f, page.offset(), page.page_size, count, version)?;
             let mut ids: Vec<i64> = rows.iter().map(|c| c.operator_id).collect();
             ids.sort_unstable();
             ids.dedup();
             // From the operators kept for this data version, if they are
             // few enough to keep; else read for this page.
-            let directory = pager.operator_directory_at(conn, version)?;
+            let directory = pager.operator_directory(conn, version)?;
             let (names, mut operators) = match &directory {
                 Some(d) => (
                     ids.iter()
